@@ -1,0 +1,73 @@
+"""RegionShard: the single owner of one shard's score writes and its Redis connection."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from leaderboard.keys import WRITE_SCORE, Keys
+from leaderboard.redis_client import REDIS_DOWN, connect
+from leaderboard.settings import GLOBAL, MAX_SCORE, Settings
+
+log = logging.getLogger(__name__)
+
+WriteMode = Literal["set", "add", "create"]
+
+
+@dataclass(frozen=True)
+class WriteCommand:
+    """One score write for one user, already authenticated and validated."""
+
+    user_id: str
+    name: str
+    region: str
+    mode: WriteMode
+    value: int
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What the atomic write script did; ``rank`` is 1-based on GLOBAL."""
+
+    status: Literal["ok", "exists", "out_of_range", "unavailable"]
+    score: int = 0
+    version: int = 0
+    rank: int = 0
+
+
+class RegionShard:
+    """Runs every write of its shard as one atomic Redis script (boards, hash, stream)."""
+
+    def __init__(self, settings: Settings, shard: str) -> None:
+        self._keys = Keys(settings.board)
+        self._shard = shard
+        self._redis = connect(settings.redis_url, retries=0)
+        self._write = self._redis.register_script(WRITE_SCORE)
+
+    async def write(self, cmd: WriteCommand) -> WriteResult:
+        """Apply one write; a Redis outage answers ``unavailable``, never a partial write."""
+        k = self._keys
+        keys = [
+            k.user(cmd.user_id),
+            k.board(GLOBAL),
+            k.board(cmd.region),
+            k.stream(self._shard),
+            k.clock,
+        ]
+        args = [cmd.user_id, cmd.name, cmd.region, cmd.mode, cmd.value, MAX_SCORE]
+        try:
+            reply = await self._write(keys=keys, args=args)
+        except REDIS_DOWN as exc:
+            log.warning("shard %s: Redis unreachable: %s", self._shard, exc)
+            return WriteResult("unavailable")
+        if reply[0] != "ok":
+            return WriteResult(reply[0])
+        return WriteResult("ok", int(reply[1]), int(reply[2]), int(reply[3]) + 1)
+
+    async def backlog(self) -> int:
+        """Events on this shard's stream not yet stored in Postgres."""
+        return int(await self._redis.xlen(self._keys.stream(self._shard)))
+
+    async def ping(self) -> bool:
+        return bool(await self._redis.ping())

@@ -1,0 +1,102 @@
+"""Wire models: HTTP bodies and answers, token claims, queue events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from leaderboard.settings import MAX_SCORE
+
+Score = Annotated[StrictInt, Field(ge=-MAX_SCORE, le=MAX_SCORE)]
+UserId = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+Region = Annotated[StrictStr, Field(min_length=1, max_length=50)]
+Password = Annotated[StrictStr, Field(min_length=8, max_length=1024)]
+
+
+class RegisterRequest(BaseModel):
+    user_id: UserId
+    name: Name
+    region: Region
+    password: Password
+    initialScore: Score | None = None  # noqa: N815 - UpRank's wire name
+
+
+class LoginRequest(BaseModel):
+    user_id: UserId
+    password: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+
+
+class ScoreCreate(BaseModel):
+    region: Region | None = None
+    initialScore: Score = 0  # noqa: N815 - UpRank's wire name
+
+
+class ScoreUpdate(BaseModel):
+    score: Score
+
+
+class ScoreAdd(BaseModel):
+    delta: Score
+
+
+class UserPublic(BaseModel):
+    user_id: str
+    name: str
+    region: str
+
+
+class TokenResponse(BaseModel):
+    token: str
+
+
+class RegisterResponse(BaseModel):
+    token: str
+    user: UserPublic
+
+
+class RankEntry(BaseModel):
+    rank: int
+    user_id: str
+    name: str
+    region: str
+    score: int
+
+
+class TopResponse(BaseModel):
+    region: str
+    entries: list[RankEntry]
+    total: int
+
+
+class AroundResponse(BaseModel):
+    region: str
+    self: RankEntry
+    around: list[RankEntry]
+
+
+class Claims(BaseModel):
+    """A verified token's claims."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    sub: UserId
+    name: Name
+    region: Region
+    iat: int
+    exp: int
+    iss: str
+    aud: str
+
+
+class ScoreEvent(BaseModel):
+    """One write event on a shard stream, as the writers read it."""
+
+    user_id: UserId
+    name: Name
+    region: Region
+    score: Annotated[int, Field(ge=-MAX_SCORE, le=MAX_SCORE)]
+    version: Annotated[int, Field(ge=1)]
+    reached: Annotated[int, Field(ge=1)]
+    ts: Annotated[int, Field(ge=0)]

@@ -1,0 +1,75 @@
+"""The shard streams seen through the writers' consumer group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from leaderboard.keys import WRITERS_GROUP
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One stream entry handed to a writer; ``fields`` is None when it was deleted."""
+
+    stream: str
+    entry_id: str
+    fields: dict[str, str] | None
+
+
+async def ensure_groups(redis: aioredis.Redis, streams: list[str]) -> None:
+    """Create the writers' group on every stream, from the start (``0``) so nothing is skipped."""
+    for stream in streams:
+        try:
+            await redis.xgroup_create(stream, WRITERS_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+def flatten(reply: Any) -> list[Delivery]:
+    """XREADGROUP's reply as a flat list of deliveries."""
+    out: list[Delivery] = []
+    for stream, entries in reply or []:
+        for entry_id, fields in entries:
+            out.append(Delivery(stream, entry_id, fields or None))
+    return out
+
+
+async def read(
+    redis: aioredis.Redis, consumer: str, streams: list[str], start: str, count: int, block_ms: int | None
+) -> list[Delivery]:
+    """Read own pending entries (``start='0'``) or new ones (``start='>'``)."""
+    reply = await redis.xreadgroup(
+        WRITERS_GROUP, consumer, {s: start for s in streams}, count=count, block=block_ms
+    )
+    return flatten(reply)
+
+
+async def claim_idle(
+    redis: aioredis.Redis, consumer: str, streams: list[str], min_idle_ms: int, count: int
+) -> list[Delivery]:
+    """Take over entries another (dead) consumer left pending for longer than ``min_idle_ms``."""
+    out: list[Delivery] = []
+    for stream in streams:
+        reply = await redis.xautoclaim(stream, WRITERS_GROUP, consumer, min_idle_ms, "0-0", count=count)
+        for entry_id, fields in reply[1]:
+            out.append(Delivery(stream, entry_id, fields or None))
+        for entry_id in reply[2] if len(reply) > 2 else []:
+            out.append(Delivery(stream, entry_id, None))
+    return out
+
+
+async def ack(redis: aioredis.Redis, deliveries: list[Delivery]) -> None:
+    """Acknowledge and delete stored entries, so XLEN is the backlog."""
+    by_stream: dict[str, list[str]] = {}
+    for d in deliveries:
+        by_stream.setdefault(d.stream, []).append(d.entry_id)
+    async with redis.pipeline(transaction=False) as pipe:
+        for stream, ids in by_stream.items():
+            pipe.xack(stream, WRITERS_GROUP, *ids)
+            pipe.xdel(stream, *ids)
+        await pipe.execute()

@@ -1,0 +1,64 @@
+"""``make run``: the whole system on this machine, in the foreground, until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from leaderboard.settings import Settings
+
+log = logging.getLogger("leaderboard")
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            print(f"configuration error: {where}: {err['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = load_settings()
+    from leaderboard.serve.ray_env import apply_serve_env
+
+    apply_serve_env(Path(settings.state_dir).resolve())
+    import ray
+    from ray import serve
+
+    from leaderboard.pipeline.db import ensure_database
+    from leaderboard.serve.app import QUIET_LOGS, build_app
+
+    asyncio.run(ensure_database(settings))
+    ray.init(
+        num_cpus=settings.local_ray_cpus,
+        include_dashboard=False,
+        namespace=settings.ray_namespace,
+        logging_level=logging.WARNING,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.run(build_app(settings), name="leaderboard", route_prefix="/", logging_config=QUIET_LOGS)
+        log.info("serving on http://%s:%d (docs at /docs); Ctrl-C stops", settings.host, settings.port)
+        stop.wait()
+        log.info("stopping")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()

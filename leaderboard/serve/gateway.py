@@ -1,0 +1,263 @@
+"""Gateway: the HTTP ingress (validation, auth, routing). Writes go to shard actors, reads to Ranker."""
+
+# no "from __future__ import annotations": Serve's class-based view needs real annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import FastAPI, Header, Path, Query
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.exceptions import RayError
+
+from leaderboard.actors.router import shard_for
+from leaderboard.actors.shard import WriteCommand, WriteMode, WriteResult
+from leaderboard.errors import (
+    BadRequest,
+    Conflict,
+    LeaderboardError,
+    NotFound,
+    ScoreOutOfRange,
+    Unauthorized,
+    Unavailable,
+)
+from leaderboard.keys import Keys
+from leaderboard.models import (
+    AroundResponse,
+    Claims,
+    LoginRequest,
+    RankEntry,
+    RegisterRequest,
+    RegisterResponse,
+    ScoreAdd,
+    ScoreCreate,
+    ScoreUpdate,
+    TokenResponse,
+    TopResponse,
+)
+from leaderboard.pipeline.db import create_pool
+from leaderboard.redis_client import REDIS_DOWN, connect
+from leaderboard.serve import auth, http_errors
+from leaderboard.settings import GLOBAL, Settings
+
+log = logging.getLogger(__name__)
+
+api = FastAPI(
+    title="Leaderboard",
+    version="0.1.0",
+    description="Exact real-time ranks (Redis) with a durable record (Postgres), on Ray Serve.",
+)
+http_errors.install(api)
+
+UserIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+RegionQuery = Annotated[str, Query(min_length=1, max_length=50)]
+AuthHeader = Annotated[str | None, Header()]
+_DUMMY_HASH = auth.hash_password("not-a-real-password", 2)
+
+
+@serve.ingress(api)
+class Gateway:
+    """Ingress deployment body: FastAPI routes on ``api``, bound where the class is defined."""
+
+    def __init__(self, settings: Settings, ranker: Any, shards: dict[str, Any]) -> None:
+        self._settings = settings
+        self._ranker = ranker
+        self._shards = shards
+        self._regions = set(settings.region_list)
+        self._keys = Keys(settings.board)
+        self._redis = connect(settings.redis_url)
+        self._pg: asyncpg.Pool | None = None
+        self._pg_lock = asyncio.Lock()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _db(self) -> asyncpg.Pool:
+        if self._pg is None:
+            async with self._pg_lock:
+                if self._pg is None:
+                    try:
+                        self._pg = await create_pool(self._settings)
+                    except (OSError, asyncpg.PostgresError) as exc:
+                        raise Unavailable("Postgres is unreachable") from exc
+        return self._pg
+
+    def _region(self, region: str) -> str:
+        name = region.strip().upper()
+        if name not in self._regions:
+            raise BadRequest(f"unknown region {region!r}; one of {sorted(self._regions)}")
+        return name
+
+    def _claims(self, authorization: str | None) -> Claims:
+        return auth.decode_token(self._settings, auth.bearer_token(authorization))
+
+    async def _write(self, claims: Claims, mode: WriteMode, value: int) -> RankEntry:
+        if claims.region not in self._shards:
+            raise BadRequest(f"region {claims.region!r} of this token is not served")
+        cmd = WriteCommand(claims.sub, claims.name, claims.region, mode, value)
+        try:
+            result: WriteResult = await self._shards[claims.region].write.remote(cmd)
+        except RayError as exc:
+            log.warning("shard %s unavailable: %s", claims.region, exc)
+            raise Unavailable(f"shard {claims.region} is restarting; retry shortly") from exc
+        if result.status == "exists":
+            raise Conflict("this user already has a leaderboard entry")
+        if result.status == "out_of_range":
+            raise ScoreOutOfRange("the resulting score would be outside +-(2^53 - 1)")
+        if result.status == "unavailable":
+            raise Unavailable("Redis is unreachable")
+        return RankEntry(
+            rank=result.rank,
+            user_id=claims.sub,
+            name=claims.name,
+            region=claims.region,
+            score=result.score,
+        )
+
+    async def _read(self, call: Any) -> Any:
+        try:
+            return await call
+        except LeaderboardError:
+            raise
+        except RayError as exc:
+            raise Unavailable("ranking replicas are unavailable") from exc
+
+    # -- auth ------------------------------------------------------------------------------
+
+    @api.post("/auth/register", status_code=201, response_model=RegisterResponse)
+    async def register(self, body: RegisterRequest) -> RegisterResponse:
+        """Create an account (and, with initialScore, its leaderboard entry)."""
+        region = self._region(body.region)
+        digest = await asyncio.to_thread(
+            auth.hash_password, body.password, self._settings.password_scrypt_n
+        )
+        pg = await self._db()
+        inserted = await pg.fetchval(
+            "INSERT INTO credentials (user_id, name, region, password_hash) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (user_id) DO NOTHING RETURNING user_id",
+            body.user_id,
+            body.name,
+            region,
+            digest,
+        )
+        if inserted is None:
+            raise Conflict(f"user {body.user_id!r} already exists")
+        token = auth.issue_token(self._settings, body.user_id, body.name, region)
+        if body.initialScore is not None:
+            claims = auth.decode_token(self._settings, token)
+            try:
+                await self._write(claims, "set", body.initialScore)
+            except LeaderboardError:
+                await pg.execute("DELETE FROM credentials WHERE user_id = $1", body.user_id)
+                raise
+        return RegisterResponse(
+            token=token, user={"user_id": body.user_id, "name": body.name, "region": region}
+        )
+
+    @api.post("/auth/login", response_model=TokenResponse)
+    async def login(self, body: LoginRequest) -> TokenResponse:
+        """Exchange credentials for a token; the same 401 for unknown users and wrong passwords."""
+        pg = await self._db()
+        row = await pg.fetchrow(
+            "SELECT name, region, password_hash FROM credentials WHERE user_id = $1", body.user_id
+        )
+        stored = row["password_hash"] if row else _DUMMY_HASH
+        ok = await asyncio.to_thread(auth.verify_password, body.password, stored)
+        if row is None or not ok:
+            raise Unauthorized("wrong user_id or password")
+        return TokenResponse(
+            token=auth.issue_token(self._settings, body.user_id, row["name"], row["region"])
+        )
+
+    # -- writes ----------------------------------------------------------------------------
+
+    @api.post("/score/create", status_code=201, response_model=RankEntry)
+    async def create(self, body: ScoreCreate, authorization: AuthHeader = None) -> RankEntry:
+        """Create the caller's entry; 409 if it exists."""
+        claims = self._claims(authorization)
+        if body.region is not None and self._region(body.region) != claims.region:
+            raise BadRequest(f"region must be the account's region {claims.region!r}")
+        return await self._write(claims, "create", body.initialScore)
+
+    @api.post("/score/update", response_model=RankEntry)
+    async def update(self, body: ScoreUpdate, authorization: AuthHeader = None) -> RankEntry:
+        """Set the caller's score (creating the entry if needed)."""
+        return await self._write(self._claims(authorization), "set", body.score)
+
+    @api.post("/score/add", response_model=RankEntry)
+    async def add(self, body: ScoreAdd, authorization: AuthHeader = None) -> RankEntry:
+        """Add ``delta`` to the caller's score (from 0 if no entry yet)."""
+        return await self._write(self._claims(authorization), "add", body.delta)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    @api.get("/top", response_model=TopResponse)
+    async def top(
+        self,
+        region: RegionQuery = GLOBAL,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """The board's first ``limit`` entries and its size."""
+        board = self._region(region)
+        result: dict[str, Any] = await self._read(self._ranker.top.remote(board, limit))
+        return result
+
+    @api.get("/rank/{user_id}", response_model=RankEntry)
+    async def rank(self, user_id: UserIdPath, region: RegionQuery = GLOBAL) -> dict[str, Any]:
+        """A user's exact rank on a board; 404 when they are not on it."""
+        board = self._region(region)
+        entry = await self._read(self._ranker.rank.remote(board, user_id))
+        if entry is None:
+            raise NotFound(f"user {user_id!r} is not on the {board} board")
+        return dict(entry)
+
+    @api.get("/around/{user_id}", response_model=AroundResponse)
+    async def around(
+        self,
+        user_id: UserIdPath,
+        region: RegionQuery = GLOBAL,
+        span: Annotated[int, Query(ge=1, le=100, alias="range")] = 10,
+    ) -> dict[str, Any]:
+        """Up to ``range`` entries above and below a user (the user is in ``self``)."""
+        board = self._region(region)
+        result = await self._read(self._ranker.around.remote(board, user_id, span))
+        if result is None:
+            raise NotFound(f"user {user_id!r} is not on the {board} board")
+        return dict(result)
+
+    # -- operations ------------------------------------------------------------------------
+
+    @api.get("/health")
+    async def health(self) -> JSONResponse:
+        """Each component's state; 503 when Redis or Postgres cannot be reached."""
+        redis_state, backlog = await self._redis_health()
+        pg_state = await self._pg_health()
+        ok = redis_state == "ok" and pg_state == "ok"
+        body = {
+            "status": "ok" if ok else "degraded",
+            "redis": redis_state,
+            "postgres": pg_state,
+            "backlog": backlog,
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    async def _redis_health(self) -> tuple[str, dict[str, int]]:
+        try:
+            async with asyncio.timeout(2):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for region in sorted(self._shards):
+                        pipe.xlen(self._keys.stream(shard_for(region)))
+                    lengths = await pipe.execute()
+            return "ok", dict(zip(sorted(self._shards), (int(n) for n in lengths)))
+        except (TimeoutError, *REDIS_DOWN):
+            return "unreachable", {}
+
+    async def _pg_health(self) -> str:
+        try:
+            async with asyncio.timeout(2):
+                pg = await self._db()
+                await pg.fetchval("SELECT 1")
+            return "ok"
+        except (TimeoutError, Unavailable, OSError, asyncpg.PostgresError):
+            return "unreachable"

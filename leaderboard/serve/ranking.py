@@ -1,0 +1,68 @@
+"""Ranker: the autoscaled read path (top-N, rank, around-me), straight from Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leaderboard.keys import AROUND, RANK, TOP, Keys
+from leaderboard.redis_client import REDIS_DOWN, connect
+from leaderboard.errors import Unavailable
+from leaderboard.settings import Settings
+
+Entry = dict[str, Any]
+
+
+def entries_from(flat: list[Any], first_rank: int) -> list[Entry]:
+    """Entries from the scripts' flat ``uid, name, region, score`` runs, ranked from first_rank."""
+    return [
+        {
+            "rank": first_rank + i // 4,
+            "user_id": flat[i],
+            "name": flat[i + 1],
+            "region": flat[i + 2],
+            "score": int(flat[i + 3]),
+        }
+        for i in range(0, len(flat), 4)
+    ]
+
+
+class Ranker:
+    """Answers reads with one Lua script call each; ranks are 1-based and exact."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._keys = Keys(settings.board)
+        self._redis = connect(settings.redis_url)
+        self._top = self._redis.register_script(TOP)
+        self._rank = self._redis.register_script(RANK)
+        self._around = self._redis.register_script(AROUND)
+
+    async def top(self, region: str, limit: int) -> dict[str, Any]:
+        reply = await self._call(self._top, [self._keys.board(region)], [limit, self._keys.user("")])
+        return {"region": region, "entries": entries_from(reply[1:], 1), "total": int(reply[0])}
+
+    async def rank(self, region: str, user_id: str) -> Entry | None:
+        k = self._keys
+        reply = await self._call(self._rank, [k.board(region), k.user(user_id)], [])
+        if not reply:
+            return None
+        return entries_from([user_id, *reply[1:]], int(reply[0]) + 1)[0]
+
+    async def around(self, region: str, user_id: str, span: int) -> dict[str, Any] | None:
+        k = self._keys
+        keys = [k.board(region), k.user(user_id)]
+        reply = await self._call(self._around, keys, [span, k.user("")])
+        if not reply:
+            return None
+        me, first = int(reply[0]) + 1, int(reply[1]) + 1
+        ranked = entries_from(reply[2:], first)
+        return {
+            "region": region,
+            "self": next(e for e in ranked if e["rank"] == me),
+            "around": [e for e in ranked if e["rank"] != me],
+        }
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except REDIS_DOWN as exc:
+            raise Unavailable("Redis is unreachable") from exc
