@@ -7,7 +7,6 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -31,7 +30,7 @@ def main() -> None:
     settings = load_settings()
     from leaderboard.serve.ray_env import apply_serve_env
 
-    apply_serve_env(Path(settings.state_dir).resolve())
+    apply_serve_env(settings.port)
     import ray
     from ray import serve
 

@@ -14,8 +14,8 @@ REGION_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
 GLOBAL = "GLOBAL"
 
 
-class Settings(BaseSettings):
-    """Every knob of the service; see the README's configuration table."""
+class StoreSettings(BaseSettings):
+    """Where Redis and Postgres live (all that scripts/services needs)."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
@@ -26,6 +26,29 @@ class Settings(BaseSettings):
     pguser: str = Field(default_factory=getpass.getuser, alias="PGUSER")
     pgpassword: SecretStr | None = Field(None, alias="PGPASSWORD")
     pgdatabase: str = Field("leaderboard", alias="PGDATABASE")
+
+    def dsn(self, database: str | None = None) -> str:
+        """Postgres DSN: DATABASE_URL if set, else built from the libpq variables."""
+        if self.database_url and database is None:
+            return self.database_url
+        if self.database_url:
+            base, _, _ = self.database_url.rpartition("/")
+            return f"{base}/{database}"
+        auth = quote(self.pguser, safe="")
+        if self.pgpassword is not None:
+            auth += ":" + quote(self.pgpassword.get_secret_value(), safe="")
+        db = database or self.pgdatabase
+        return f"postgresql://{auth}@{self.pghost}:{self.pgport}/{db}"
+
+    def database_name(self) -> str:
+        """The database the service uses (from DATABASE_URL or PGDATABASE)."""
+        if self.database_url:
+            return self.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+        return self.pgdatabase
+
+
+class Settings(StoreSettings):
+    """Every knob of the service; see the README's configuration table."""
 
     jwt_secret: SecretStr = Field(alias="JWT_SECRET")
     jwt_ttl_seconds: int = Field(3600, ge=60, alias="JWT_TTL_SECONDS")
@@ -83,22 +106,3 @@ class Settings(BaseSettings):
     def region_list(self) -> list[str]:
         """Regions in configured order; GLOBAL always first."""
         return self.regions.split(",")
-
-    def dsn(self, database: str | None = None) -> str:
-        """Postgres DSN: DATABASE_URL if set, else built from the libpq variables."""
-        if self.database_url and database is None:
-            return self.database_url
-        if self.database_url:
-            base, _, _ = self.database_url.rpartition("/")
-            return f"{base}/{database}"
-        auth = quote(self.pguser, safe="")
-        if self.pgpassword is not None:
-            auth += ":" + quote(self.pgpassword.get_secret_value(), safe="")
-        db = database or self.pgdatabase
-        return f"postgresql://{auth}@{self.pghost}:{self.pgport}/{db}"
-
-    def database_name(self) -> str:
-        """The database the service uses (from DATABASE_URL or PGDATABASE)."""
-        if self.database_url:
-            return self.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
-        return self.pgdatabase

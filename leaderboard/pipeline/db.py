@@ -6,7 +6,7 @@ from importlib import resources
 
 import asyncpg
 
-from leaderboard.settings import Settings
+from leaderboard.settings import Settings, StoreSettings
 
 UPSERT = """
 INSERT INTO leaderboard (user_id, name, region, score, version, reached, updated_at)
@@ -25,7 +25,7 @@ def schema_sql() -> str:
     return resources.files("leaderboard.pipeline").joinpath("schema.sql").read_text()
 
 
-async def ensure_database(settings: Settings) -> None:
+async def ensure_database(settings: StoreSettings) -> None:
     """Create the configured database when it does not exist, then apply the schema."""
     name = settings.database_name()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 THROUGHPUT = {
@@ -11,19 +12,25 @@ THROUGHPUT = {
 }
 
 
-def apply_serve_env(state_dir: Path, *, stats_port: int = 8404, metrics_port: int = 9101) -> None:
-    """Set the throughput settings (unless already set) and keep HAProxy's files in state_dir.
+def haproxy_dir(http_port: int) -> Path:
+    """HAProxy's files for the instance on ``http_port``.
 
-    Separate state dirs and ports let a test instance run beside ``make run``.
+    Short on purpose: Ray adds a 56-character folder and HAProxy refuses socket paths
+    over 97 characters. One folder per port lets a test instance run beside ``make run``.
     """
-    haproxy = state_dir / "haproxy"
-    haproxy.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.gettempdir()) / f"lb-haproxy-{http_port}"
+
+
+def apply_serve_env(http_port: int, *, stats_port: int = 8404, metrics_port: int = 9101) -> None:
+    """Set the throughput settings (unless already set) before Ray is imported or started."""
+    d = haproxy_dir(http_port)
+    d.mkdir(parents=True, exist_ok=True)
     defaults = {
         **THROUGHPUT,
-        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
-        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(d / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(d / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(d),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(d / "server-state"),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
         # replicas otherwise drain for 30 s on shutdown, so Ctrl-C would take half a minute

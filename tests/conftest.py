@@ -1,0 +1,63 @@
+"""Shared fixtures. Serve's environment is set here, before anything imports Ray."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+os.environ.setdefault("JWT_SECRET", "test-secret-not-for-production-0123456789abcdef")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("PGDATABASE", "leaderboard_test")
+os.environ.setdefault("PASSWORD_SCRYPT_N", "1024")  # keep sign-ups cheap in tests
+os.environ.setdefault("WRITER_BATCH_WAIT_MS", "20")
+os.environ.setdefault("PORT", os.environ.get("TEST_HTTP_PORT", "18000"))
+os.environ.setdefault("RAY_NAMESPACE", "leaderboard-test")
+
+from leaderboard.serve.ray_env import apply_serve_env  # noqa: E402
+from leaderboard.settings import Settings  # noqa: E402
+
+apply_serve_env(
+    int(os.environ["PORT"]),
+    stats_port=int(os.environ.get("TEST_HAPROXY_STATS_PORT", "18404")),
+    metrics_port=int(os.environ.get("TEST_HAPROXY_METRICS_PORT", "19101")),
+)
+os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "0"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    s = Settings()  # type: ignore[call-arg]
+    assert s.redis_url.rsplit("/", 1)[-1] not in ("", "0"), "tests must not use Redis index 0"
+    assert s.database_name() != "leaderboard", "tests must not use the service's database"
+    return s
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """The test Redis index, emptied before each test."""
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def pg_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    from leaderboard.pipeline.db import ensure_database
+
+    await ensure_database(settings)
+    pool = await asyncpg.create_pool(settings.dsn(), min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def pg(pg_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """The test database with empty tables."""
+    await pg_pool.execute("TRUNCATE leaderboard, credentials")
+    return pg_pool
