@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 check-queue: $(STAMP)
-	$(VENV)/bin/python scripts/check_queue.py
+	scripts/check_queue
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
