@@ -54,7 +54,7 @@ def main() -> None:
         stop.wait()
         log.info("stopping")
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
         log.info("stopped")
 

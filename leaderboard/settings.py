@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import re
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,8 +32,8 @@ class StoreSettings(BaseSettings):
         if self.database_url and database is None:
             return self.database_url
         if self.database_url:
-            base, _, _ = self.database_url.rpartition("/")
-            return f"{base}/{database}"
+            parts = urlsplit(self.database_url)
+            return urlunsplit(parts._replace(path=f"/{database}"))
         auth = quote(self.pguser, safe="")
         if self.pgpassword is not None:
             auth += ":" + quote(self.pgpassword.get_secret_value(), safe="")
@@ -43,7 +43,7 @@ class StoreSettings(BaseSettings):
     def database_name(self) -> str:
         """The database the service uses (from DATABASE_URL or PGDATABASE)."""
         if self.database_url:
-            return self.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+            return urlsplit(self.database_url).path.lstrip("/") or self.pguser
         return self.pgdatabase
 
 
@@ -52,7 +52,7 @@ class Settings(StoreSettings):
 
     jwt_secret: SecretStr = Field(alias="JWT_SECRET")
     jwt_ttl_seconds: int = Field(3600, ge=60, alias="JWT_TTL_SECONDS")
-    password_scrypt_n: int = Field(16384, ge=2, alias="PASSWORD_SCRYPT_N")
+    password_scrypt_n: int = Field(16384, ge=2, le=2**20, alias="PASSWORD_SCRYPT_N")
 
     regions: str = Field("GLOBAL,ASIA,EU,NA", alias="REGIONS")
     board: str = Field("default", pattern=r"^[a-z0-9_-]{1,32}$", alias="BOARD")
@@ -83,6 +83,13 @@ class Settings(StoreSettings):
             )
         return v
 
+    @field_validator("password_scrypt_n")
+    @classmethod
+    def _scrypt_n_power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError("PASSWORD_SCRYPT_N must be a power of two (scrypt's cost parameter)")
+        return v
+
     @field_validator("regions")
     @classmethod
     def _regions_valid(cls, v: str) -> str:
@@ -90,11 +97,9 @@ class Settings(StoreSettings):
         bad = [r for r in names if not REGION_RE.match(r)]
         if bad:
             raise ValueError(f"REGIONS has invalid names: {bad}")
-        if GLOBAL not in names:
-            names.insert(0, GLOBAL)
         if len(set(names)) != len(names):
             raise ValueError("REGIONS lists a region twice")
-        return ",".join(names)
+        return ",".join([GLOBAL, *(n for n in names if n != GLOBAL)])
 
     @model_validator(mode="after")
     def _replicas_ordered(self) -> Settings:

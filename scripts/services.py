@@ -69,7 +69,7 @@ async def pg_up(store: StoreSettings) -> bool:
     """True when Postgres answers; False when nothing listens; exits when it refuses us."""
     try:
         conn = await asyncpg.connect(store.dsn("postgres"), timeout=2)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     except asyncpg.PostgresError as exc:
         fail(f"Postgres at {store.pghost}:{store.pgport} refused user {store.pguser!r}: {exc}")

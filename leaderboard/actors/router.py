@@ -25,7 +25,7 @@ def ensure_shards(settings: Settings) -> dict[str, Any]:
     handles: dict[str, Any] = {}
     for region in settings.region_list:
         shard = shard_for(region)
-        handles[region] = remote_cls.options(  # type: ignore[attr-defined]
+        handles[region] = remote_cls.options(
             name=shard_actor_name(settings, shard),
             namespace=settings.ray_namespace,
             lifetime="detached",

@@ -55,7 +55,7 @@ class RegionShard:
             k.stream(self._shard),
             k.clock,
         ]
-        args = [cmd.user_id, cmd.name, cmd.region, cmd.mode, cmd.value, MAX_SCORE]
+        args: list[str | int] = [cmd.user_id, cmd.name, cmd.region, cmd.mode, cmd.value, MAX_SCORE]
         try:
             reply = await self._write(keys=keys, args=args)
         except REDIS_DOWN as exc:

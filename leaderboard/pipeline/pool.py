@@ -23,7 +23,7 @@ MAX_BACKOFF_S = 5.0
 class Writer:
     """Actor body: loops step() forever, backing off while Redis or Postgres is down."""
 
-    async def __init__(self, settings: Settings, index: int) -> None:
+    async def __init__(self, settings: Settings, index: int) -> None:  # type: ignore[misc]
         self._settings = settings
         self._consumer = f"writer-{index}"
         self._paused = asyncio.Event()
@@ -96,7 +96,7 @@ def ensure_writers(settings: Settings) -> list[Any]:
     """Create (or find) the pool of detached, restartable writer actors."""
     remote_cls = ray.remote(Writer)
     return [
-        remote_cls.options(  # type: ignore[attr-defined]
+        remote_cls.options(
             name=writer_actor_name(settings, i),
             namespace=settings.ray_namespace,
             lifetime="detached",

@@ -31,19 +31,17 @@ def build_app(settings: Settings) -> Application:
     shards = ensure_shards(settings)
     ensure_writers(settings)
     ranker = serve.deployment(
-        Ranker,
         name="Ranker",
         max_ongoing_requests=96,
         autoscaling_config=ranking_autoscaling(settings),
         ray_actor_options={"num_cpus": 0.5},
         logging_config=QUIET_LOGS,
-    ).bind(settings)
+    )(Ranker).bind(settings)
     gateway = serve.deployment(
-        Gateway,
         name="Gateway",
         num_replicas=settings.gateway_replicas,
         max_ongoing_requests=settings.max_ongoing_requests,
         ray_actor_options={"num_cpus": 0.5},
         logging_config=QUIET_LOGS,
-    ).bind(settings, ranker, shards)
+    )(Gateway).bind(settings, ranker, shards)
     return gateway

@@ -21,10 +21,17 @@ REQUIRED_CLAIMS = ["sub", "name", "region", "iat", "exp", "iss", "aud"]
 _R, _P = 8, 1
 
 
+def _maxmem(n: int, r: int) -> int:
+    """scrypt needs 128*r*n bytes; OpenSSL's default cap (32 MiB) would refuse n >= 32768."""
+    return 2 * 128 * r * n + (1 << 20)
+
+
 def hash_password(password: str, n: int) -> str:
     """``scrypt$n$r$p$salt$hash`` with a fresh 16-byte salt."""
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=_R, p=_P, dklen=32)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=n, r=_R, p=_P, dklen=32, maxmem=_maxmem(n, _R)
+    )
     b64 = base64.b64encode
     return f"scrypt${n}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
@@ -35,7 +42,8 @@ def verify_password(password: str, stored: str) -> bool:
         _, n, r, p, salt, digest = stored.split("$")
         expected = base64.b64decode(digest)
         got = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=32
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+            dklen=32, maxmem=_maxmem(int(n), int(r)),
         )
     except ValueError:
         return False

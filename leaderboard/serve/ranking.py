@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from leaderboard.errors import Unavailable
 from leaderboard.keys import AROUND, RANK, TOP, Keys
 from leaderboard.redis_client import REDIS_DOWN, connect
-from leaderboard.errors import Unavailable
 from leaderboard.settings import Settings
 
 Entry = dict[str, Any]

@@ -105,11 +105,6 @@ def test_truncated_digest_rejected() -> None:
     assert not auth.verify_password("correct horse", f"{head}${short}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hash_password passes no maxmem, so N >= 32768 (r=8) exceeds OpenSSL's 32 MiB "
-    "default and raises ValueError; verify_password then silently returns False",
-)
 def test_stronger_cost_32768_works() -> None:
     stored = auth.hash_password("correct horse", 32768)
     assert auth.verify_password("correct horse", stored)

@@ -5,14 +5,20 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from leaderboard.keys import MAX_VERSION, MEMBER_PREFIX_LEN, WRITE_SCORE, Keys, member_for, user_of
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
 USER_ID = st.text(alphabet=ALPHABET, min_size=1, max_size=64)  # models.UserId
-VERSION = st.integers(min_value=1, max_value=2**53 - 1)
+MAX = 2**53 - 1
+# versions anywhere in range, plus both ends, where a width or padding slip would show
+VERSION = st.one_of(
+    st.integers(min_value=1, max_value=MAX),
+    st.integers(min_value=MAX - 10**6, max_value=MAX),
+    st.integers(min_value=1, max_value=10**6),
+)
 
 
 def test_max_version_matches_score_bound() -> None:
@@ -47,6 +53,8 @@ def test_user_of_inverts_member_for(user_id: str, reached: int) -> None:
     assert user_of(m.encode()) == user_id
 
 
+@example("a", "a", MAX - 10, MAX - 9)  # prefixes "10" vs "9" without padding
+@example("0", "zzz", 1, 2)
 @given(USER_ID, USER_ID, VERSION, VERSION)
 def test_earlier_reached_sorts_after_bytewise(u: str, v: str, a: int, b: int) -> None:
     """ZREVRANGE walks equal scores in descending byte order: earlier must be bytewise larger."""

@@ -115,11 +115,6 @@ def test_global_constant() -> None:
     assert GLOBAL == "GLOBAL"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: region_list promises 'GLOBAL always first' but an explicitly listed GLOBAL "
-    "keeps its position",
-)
 def test_global_first_even_when_listed_later(make_settings) -> None:  # type: ignore[no-untyped-def]
     assert make_settings(REGIONS="EU,GLOBAL,NA").region_list[0] == GLOBAL
 
@@ -168,11 +163,6 @@ def test_numeric_knobs_parsed_from_environment(clean_env: pytest.MonkeyPatch) ->
         Settings()  # type: ignore[call-arg]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PASSWORD_SCRYPT_N is only checked >= 2; scrypt needs a power of two, so "
-    "every sign-up fails with an unhandled ValueError (HTTP 500)",
-)
 @pytest.mark.parametrize("n", [1000, 3, 16383])
 def test_unusable_scrypt_n_refused(make_settings, n: int) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValidationError):
@@ -231,10 +221,6 @@ def test_database_name_strips_query(clean_env: pytest.MonkeyPatch) -> None:
     assert s.database_name() == "app_db"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: dsn(database) with DATABASE_URL drops the query string (sslmode, etc.)",
-)
 def test_dsn_for_other_database_keeps_query(clean_env: pytest.MonkeyPatch) -> None:
     s = StoreSettings(DATABASE_URL="postgresql://u:p@h/app_db?sslmode=require")
     assert s.dsn("postgres") == "postgresql://u:p@h/postgres?sslmode=require"

@@ -1,0 +1,205 @@
+"""HTTP benchmark: the service's writes and reads next to a trivial deployment, in one run.
+
+Starts its own Ray + Serve instance (port 18800, Redis index 12, database leaderboard_bench),
+seeds users, and drives each endpoint with wrk (-t1 -c32 by default). Prints a Markdown table
+and, with --out, writes it to a file.
+
+Usage: .venv/bin/python scripts/bench.py [--duration 10] [--connections 32] [--users 1000]
+                                          [--out docs/performance.md] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PORT = 18800
+os.environ.update(
+    {
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+        "PGDATABASE": os.environ.get("BENCH_PGDATABASE", "leaderboard_bench"),
+        "PORT": str(PORT),
+        "RAY_NAMESPACE": "leaderboard-bench",
+    }
+)
+os.environ.setdefault("JWT_SECRET", "bench-secret-not-for-production-0123456789abcdef")
+
+from leaderboard.serve.ray_env import apply_serve_env  # noqa: E402
+
+apply_serve_env(PORT, stats_port=18904, metrics_port=19901)
+
+import ray  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from ray import serve  # noqa: E402
+
+from leaderboard.actors.shard import RegionShard, WriteCommand  # noqa: E402
+from leaderboard.pipeline.db import ensure_database  # noqa: E402
+from leaderboard.serve.app import QUIET_LOGS, build_app  # noqa: E402
+from leaderboard.serve.auth import issue_token  # noqa: E402
+from leaderboard.settings import Settings  # noqa: E402
+
+trivial_api = FastAPI()
+
+
+@serve.deployment(max_ongoing_requests=1000, logging_config=QUIET_LOGS)
+@serve.ingress(trivial_api)
+class Trivial:
+    """The ceiling: a FastAPI ingress that does nothing."""
+
+    @trivial_api.get("/")
+    async def noop(self) -> dict[str, bool]:
+        return {"ok": True}
+
+
+WRK_WRITE = """
+local tokens = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  local body = '{"score":' .. math.random(0, 1000000) .. '}'
+  local headers = {["Content-Type"] = "application/json",
+                   ["Authorization"] = "Bearer " .. tokens[(i %% #tokens) + 1]}
+  return wrk.format("POST", "/score/update", headers, body)
+end
+"""
+
+WRK_PATHS = """
+local n = %d
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", string.format("%s", i %% n))
+end
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def parse_wrk(name: str, out: str) -> Result:
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+        return float(m.group(1)) * scale
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (
+        sum(int(g) for g in sock.groups()) if sock else 0
+    )
+    return Result(name, rps, ms("50%"), ms("99%"), errors)
+
+
+def wrk(name: str, url: str, script: str | None, duration: int, conns: int) -> Result:
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        if script:
+            f.write(script)
+            cmd[1:1] = ["-s", f.name]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    result = parse_wrk(name, out)
+    print(f"  {name}: {result.rps:,.0f} req/s  p50 {result.p50_ms:.1f} ms  "
+          f"p99 {result.p99_ms:.1f} ms  errors {result.errors}", flush=True)
+    return result
+
+
+async def seed(settings: Settings, users: int) -> list[str]:
+    """Users spread over the regions with scores, written through the real write script."""
+    r = aioredis.Redis.from_url(settings.redis_url)
+    await r.flushdb()
+    await r.aclose()
+    regions = settings.region_list
+    shards = {region: RegionShard(settings, region) for region in regions}
+    tokens = []
+    for i in range(users):
+        region = regions[i % len(regions)]
+        uid = f"bench-{i:06d}"
+        await shards[region].write(WriteCommand(uid, f"Player {i}", region, "set", (i * 7919) % 100000))
+        tokens.append(issue_token(settings, uid, f"Player {i}", region))
+    return tokens
+
+
+def markdown(results: list[Result], args: argparse.Namespace) -> str:
+    ceiling = results[0].rps
+    lines = [
+        "| endpoint | req/s | p50 ms | p99 ms | errors | share of ceiling |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
+                     f"| {r.rps / ceiling:.0%} |")
+    head = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+            f"{os.cpu_count()} cores ({platform.machine()}), wrk -t1 -c{args.connections} "
+            f"-d{args.duration}s, {args.users} users, one run each.\n"
+            f"Command: `.venv/bin/python scripts/bench.py --duration {args.duration} "
+            f"--connections {args.connections} --users {args.users}`\n")
+    return head + "\n" + "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--quick", action="store_true", help="2 s per endpoint, 100 users")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.users = 2, 100
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is not installed (Debian: apt-get install wrk)")
+    settings = Settings()  # type: ignore[call-arg]
+    asyncio.run(ensure_database(settings))
+    tokens = asyncio.run(seed(settings, args.users))
+    ray.init(num_cpus=8, include_dashboard=False, namespace=settings.ray_namespace,
+             log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": PORT})
+        serve.run(Trivial.bind(), name="trivial", route_prefix="/trivial", logging_config=QUIET_LOGS)
+        serve.run(build_app(settings), name="leaderboard", route_prefix="/",
+                  logging_config=QUIET_LOGS)
+        base = f"http://127.0.0.1:{PORT}"
+        token_list = ",".join(f'"{t}"' for t in tokens)
+        n = args.users
+        wrk("warm-up", f"{base}/top", None, 2, args.connections)
+        d, c = args.duration, args.connections
+        results = [
+            wrk("trivial deployment (ceiling)", f"{base}/trivial/", None, d, c),
+            wrk("POST /score/update", base, WRK_WRITE % token_list, d, c),
+            wrk("GET /top?limit=100", f"{base}/top?limit=100", None, d, c),
+            wrk("GET /rank/{id}", base, WRK_PATHS % (n, "/rank/bench-%06d"), d, c),
+            wrk("GET /around/{id}?range=10", base,
+                WRK_PATHS % (n, "/around/bench-%06d?range=10"), d, c),
+        ]
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    table = markdown(results, args)
+    print(table)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(table)
+
+
+if __name__ == "__main__":
+    main()

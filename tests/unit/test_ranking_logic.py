@@ -1,0 +1,150 @@
+"""entries_from: the Lua scripts' flat replies -> ranked entries."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from leaderboard.errors import Unavailable
+from leaderboard.models import RankEntry
+from leaderboard.serve.ranking import Ranker, entries_from
+
+
+def test_empty() -> None:
+    assert entries_from([], 1) == []
+
+
+def test_flat_runs_become_entries_ranked_from_first() -> None:
+    flat = ["alice", "Alice", "EU", "100", "bob", "Bob", "NA", "-5"]
+    assert entries_from(flat, 1) == [
+        {"rank": 1, "user_id": "alice", "name": "Alice", "region": "EU", "score": 100},
+        {"rank": 2, "user_id": "bob", "name": "Bob", "region": "NA", "score": -5},
+    ]
+
+
+def test_first_rank_offsets_every_entry() -> None:
+    flat = ["a", "A", "EU", "3", "b", "B", "EU", "2", "c", "C", "EU", "1"]
+    assert [e["rank"] for e in entries_from(flat, 41)] == [41, 42, 43]
+
+
+def test_scores_are_exact_ints_at_the_bound() -> None:
+    big = 2**53 - 1
+    out = entries_from(["a", "A", "EU", str(big), "b", "B", "EU", str(-big)], 1)
+    assert [e["score"] for e in out] == [big, -big]
+    assert all(type(e["score"]) is int for e in out)
+
+
+def test_integer_scores_from_redis_also_accepted() -> None:
+    assert entries_from(["a", "A", "EU", 7], 1)[0]["score"] == 7
+
+
+def test_missing_hash_fields_defaults_from_lua() -> None:
+    # the Lua helper substitutes '' / '' / '0' when a user hash vanished mid-read
+    assert entries_from(["ghost", "", "", "0"], 5) == [
+        {"rank": 5, "user_id": "ghost", "name": "", "region": "", "score": 0}
+    ]
+
+
+def test_entries_fit_the_response_model() -> None:
+    for e in entries_from(["a", "A", "EU", "1"], 1):
+        assert RankEntry.model_validate(e).model_dump() == e
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1, max_size=5), st.text(max_size=5), st.text(max_size=5),
+                  st.integers(-(2**53 - 1), 2**53 - 1)),
+        max_size=20,
+    ),
+    st.integers(1, 10**6),
+)
+def test_roundtrip(rows: list[tuple[str, str, str, int]], first: int) -> None:
+    flat = [x for u, n, r, s in rows for x in (u, n, r, str(s))]
+    out = entries_from(flat, first)
+    assert [(e["user_id"], e["name"], e["region"], e["score"]) for e in out] == rows
+    assert [e["rank"] for e in out] == list(range(first, first + len(rows)))
+
+
+# -- Ranker around the scripts (scripts replaced by fakes; no Redis is contacted) -----------
+
+
+class FakeScript:
+    def __init__(self, reply: object) -> None:
+        self.reply = reply
+        self.calls: list[tuple[list[str], list[object]]] = []
+
+    async def __call__(self, keys: list[str], args: list[object]) -> object:
+        self.calls.append((keys, args))
+        if isinstance(self.reply, BaseException):
+            raise self.reply
+        return self.reply
+
+
+@pytest.fixture
+def ranker(make_settings) -> Ranker:  # type: ignore[no-untyped-def]
+    return Ranker(make_settings(BOARD="b1", REDIS_URL="redis://127.0.0.1:1/15"))
+
+
+async def test_top(ranker: Ranker) -> None:
+    ranker._top = FakeScript([2, "a", "A", "EU", "9", "b", "B", "NA", "8"])  # type: ignore[attr-defined]
+    out = await ranker.top("GLOBAL", 2)
+    assert out == {
+        "region": "GLOBAL",
+        "total": 2,
+        "entries": [
+            {"rank": 1, "user_id": "a", "name": "A", "region": "EU", "score": 9},
+            {"rank": 2, "user_id": "b", "name": "B", "region": "NA", "score": 8},
+        ],
+    }
+    assert ranker._top.calls == [(["lb:b1:board:GLOBAL"], [2, "lb:b1:user:"])]  # type: ignore[attr-defined]
+
+
+async def test_top_of_empty_board(ranker: Ranker) -> None:
+    ranker._top = FakeScript([0])  # type: ignore[attr-defined]
+    assert await ranker.top("EU", 10) == {"region": "EU", "entries": [], "total": 0}
+
+
+async def test_rank_is_one_based(ranker: Ranker) -> None:
+    ranker._rank = FakeScript([0, "Alice", "EU", "100"])  # type: ignore[attr-defined]
+    assert await ranker.rank("EU", "alice") == {
+        "rank": 1, "user_id": "alice", "name": "Alice", "region": "EU", "score": 100}
+    assert ranker._rank.calls[0][0] == ["lb:b1:board:EU", "lb:b1:user:alice"]  # type: ignore[attr-defined]
+
+
+async def test_rank_absent_user(ranker: Ranker) -> None:
+    ranker._rank = FakeScript(None)  # type: ignore[attr-defined]
+    assert await ranker.rank("EU", "nobody") is None
+
+
+async def test_around_splits_self_from_neighbours(ranker: Ranker) -> None:
+    # self at rank0 3 (rank 4), slice starts at rank0 2
+    flat = ["b", "B", "EU", "30", "me", "Me", "EU", "20", "d", "D", "EU", "10"]
+    ranker._around = FakeScript([3, 2, *flat])  # type: ignore[attr-defined]
+    out = await ranker.around("EU", "me", 1)
+    assert out is not None
+    assert out["self"] == {"rank": 4, "user_id": "me", "name": "Me", "region": "EU", "score": 20}
+    assert [(e["rank"], e["user_id"]) for e in out["around"]] == [(3, "b"), (5, "d")]
+    assert ranker._around.calls[0][1] == [1, "lb:b1:user:"]  # type: ignore[attr-defined]
+
+
+async def test_around_at_top_of_board(ranker: Ranker) -> None:
+    ranker._around = FakeScript([0, 0, "me", "Me", "EU", "99", "x", "X", "EU", "1"])  # type: ignore[attr-defined]
+    out = await ranker.around("EU", "me", 5)
+    assert out is not None and out["self"]["rank"] == 1
+    assert [e["user_id"] for e in out["around"]] == ["x"]
+
+
+async def test_around_absent_user(ranker: Ranker) -> None:
+    ranker._around = FakeScript(False)  # type: ignore[attr-defined]
+    assert await ranker.around("EU", "nobody", 3) is None
+
+
+@pytest.mark.parametrize("exc", [RedisConnectionError("down"), OSError("reset"), RedisTimeoutError()])
+async def test_redis_down_becomes_unavailable(ranker: Ranker, exc: BaseException) -> None:
+    ranker._rank = FakeScript(exc)  # type: ignore[attr-defined]
+    with pytest.raises(Unavailable) as info:
+        await ranker.rank("EU", "a")
+    assert info.value.status_code == 503
