@@ -10,7 +10,8 @@ from leaderboard.settings import MAX_SCORE
 
 Score = Annotated[StrictInt, Field(ge=-MAX_SCORE, le=MAX_SCORE)]
 UserId = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+# no control characters: Postgres text cannot hold NUL, and names are shown to players
+Name = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Region = Annotated[StrictStr, Field(min_length=1, max_length=50)]
 Password = Annotated[StrictStr, Field(min_length=8, max_length=1024)]
 

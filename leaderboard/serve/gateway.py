@@ -7,7 +7,7 @@ import logging
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import FastAPI, Header, Path, Query
+from fastapi import Body, FastAPI, Header, Path, Query
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.exceptions import RayError
@@ -175,9 +175,12 @@ class Gateway:
     # -- writes ----------------------------------------------------------------------------
 
     @api.post("/score/create", status_code=201, response_model=RankEntry)
-    async def create(self, body: ScoreCreate, authorization: AuthHeader = None) -> RankEntry:
-        """Create the caller's entry; 409 if it exists."""
+    async def create(
+        self, body: Annotated[ScoreCreate | None, Body()] = None, authorization: AuthHeader = None
+    ) -> RankEntry:
+        """Create the caller's entry (an empty body means score 0); 409 if it exists."""
         claims = self._claims(authorization)
+        body = body or ScoreCreate()
         if body.region is not None and self._region(body.region) != claims.region:
             raise BadRequest(f"region must be the account's region {claims.region!r}")
         return await self._write(claims, "create", body.initialScore)
