@@ -13,7 +13,6 @@ from leaderboard import errors
 from leaderboard.models import RegisterRequest, ScoreUpdate
 from leaderboard.serve.http_errors import describe_validation, install
 
-
 # -- describe_validation --------------------------------------------------------------------
 
 
@@ -137,7 +136,7 @@ def test_score_out_of_bounds_rejected_over_http(client: TestClient) -> None:
     assert r.status_code == 422 and r.json()["detail"].startswith("score: ")
 
 
-def test_malformed_json(client: TestClient) -> None:
+def test_malformed_json_over_http(client: TestClient) -> None:
     r = client.post("/score", content=b'{"score": ', headers={"content-type": "application/json"})
     assert r.status_code == 422
     assert r.json() == {"error": "validation_error", "detail": "malformed JSON body"}

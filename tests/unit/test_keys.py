@@ -85,7 +85,7 @@ def test_adjacent_versions_keep_order_for_any_user_ids(u: str, a: int) -> None:
 def test_zrevrange_order_is_score_desc_then_first_reached(entries, rnd) -> None:  # type: ignore[no-untyped-def]
     """Model Redis: sort by (score, member bytes) descending; expect (score desc, reached asc)."""
     versions = rnd.sample(range(1, 2**53 - 1), len(entries))  # unique, like the clock
-    rows = [(score, uid, ver) for (score, uid), ver in zip(entries, versions)]
+    rows = [(score, uid, ver) for (score, uid), ver in zip(entries, versions, strict=True)]
     redis_order = sorted(rows, key=lambda r: (r[0], member_for(r[1], r[2]).encode()), reverse=True)
     expected = sorted(rows, key=lambda r: (-r[0], r[2]))
     assert [r[1] for r in redis_order] == [r[1] for r in expected]
