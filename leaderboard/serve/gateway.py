@@ -3,12 +3,13 @@
 # no "from __future__ import annotations": Serve's class-based view needs real annotations
 
 import asyncio
+import json
 import logging
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Body, FastAPI, Header, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.exceptions import RayError
 
@@ -57,6 +58,11 @@ RegionQuery = Annotated[str, Query(min_length=1, max_length=50)]
 AuthHeader = Annotated[str | None, Header()]
 
 
+def json_response(body: Any, status: int = 200) -> Response:
+    """Serialize once, without FastAPI's response-model validation (the shapes are ours)."""
+    return Response(json.dumps(body, separators=(",", ":")), status, media_type="application/json")
+
+
 @serve.ingress(api)
 class Gateway:
     """Ingress deployment body: FastAPI routes on ``api``, bound where the class is defined."""
@@ -94,7 +100,7 @@ class Gateway:
     def _claims(self, authorization: str | None) -> Claims:
         return auth.decode_token(self._settings, auth.bearer_token(authorization))
 
-    async def _write(self, claims: Claims, mode: WriteMode, value: int) -> RankEntry:
+    async def _write(self, claims: Claims, mode: WriteMode, value: int) -> dict[str, Any]:
         if claims.region not in self._shards:
             raise BadRequest(f"region {claims.region!r} of this token is not served")
         cmd = WriteCommand(claims.sub, claims.name, claims.region, mode, value)
@@ -109,13 +115,13 @@ class Gateway:
             raise ScoreOutOfRange("the resulting score would be outside +-(2^53 - 1)")
         if result.status == "unavailable":
             raise Unavailable("Redis is unreachable")
-        return RankEntry(
-            rank=result.rank,
-            user_id=claims.sub,
-            name=claims.name,
-            region=claims.region,
-            score=result.score,
-        )
+        return {
+            "rank": result.rank,
+            "user_id": claims.sub,
+            "name": claims.name,
+            "region": claims.region,
+            "score": result.score,
+        }
 
     async def _read(self, call: Any) -> Any:
         try:
@@ -177,23 +183,23 @@ class Gateway:
     @api.post("/score/create", status_code=201, response_model=RankEntry)
     async def create(
         self, body: Annotated[ScoreCreate | None, Body()] = None, authorization: AuthHeader = None
-    ) -> RankEntry:
+    ) -> Response:
         """Create the caller's entry (an empty body means score 0); 409 if it exists."""
         claims = self._claims(authorization)
         body = body or ScoreCreate()
         if body.region is not None and self._region(body.region) != claims.region:
             raise BadRequest(f"region must be the account's region {claims.region!r}")
-        return await self._write(claims, "create", body.initialScore)
+        return json_response(await self._write(claims, "create", body.initialScore), 201)
 
     @api.post("/score/update", response_model=RankEntry)
-    async def update(self, body: ScoreUpdate, authorization: AuthHeader = None) -> RankEntry:
+    async def update(self, body: ScoreUpdate, authorization: AuthHeader = None) -> Response:
         """Set the caller's score (creating the entry if needed)."""
-        return await self._write(self._claims(authorization), "set", body.score)
+        return json_response(await self._write(self._claims(authorization), "set", body.score))
 
     @api.post("/score/add", response_model=RankEntry)
-    async def add(self, body: ScoreAdd, authorization: AuthHeader = None) -> RankEntry:
+    async def add(self, body: ScoreAdd, authorization: AuthHeader = None) -> Response:
         """Add ``delta`` to the caller's score (from 0 if no entry yet)."""
-        return await self._write(self._claims(authorization), "add", body.delta)
+        return json_response(await self._write(self._claims(authorization), "add", body.delta))
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -202,20 +208,19 @@ class Gateway:
         self,
         region: RegionQuery = GLOBAL,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """The board's first ``limit`` entries and its size."""
         board = self._region(region)
-        result: dict[str, Any] = await self._read(self._ranker.top.remote(board, limit))
-        return result
+        return json_response(await self._read(self._ranker.top.remote(board, limit)))
 
     @api.get("/rank/{user_id}", response_model=RankEntry)
-    async def rank(self, user_id: UserIdPath, region: RegionQuery = GLOBAL) -> dict[str, Any]:
+    async def rank(self, user_id: UserIdPath, region: RegionQuery = GLOBAL) -> Response:
         """A user's exact rank on a board; 404 when they are not on it."""
         board = self._region(region)
         entry = await self._read(self._ranker.rank.remote(board, user_id))
         if entry is None:
             raise NotFound(f"user {user_id!r} is not on the {board} board")
-        return dict(entry)
+        return json_response(entry)
 
     @api.get("/around/{user_id}", response_model=AroundResponse)
     async def around(
@@ -223,13 +228,13 @@ class Gateway:
         user_id: UserIdPath,
         region: RegionQuery = GLOBAL,
         span: Annotated[int, Query(ge=1, le=100, alias="range")] = 10,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Up to ``range`` entries above and below a user (the user is in ``self``)."""
         board = self._region(region)
         result = await self._read(self._ranker.around.remote(board, user_id, span))
         if result is None:
             raise NotFound(f"user {user_id!r} is not on the {board} board")
-        return dict(result)
+        return json_response(result)
 
     # -- operations ------------------------------------------------------------------------
 
