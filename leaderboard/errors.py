@@ -5,7 +5,11 @@ LeaderboardError          base: status_code + code
 ├── ScoreOutOfRange       422 a write would leave |score| > 2^53 - 1
 ├── Unauthorized          401 missing, invalid or expired token; wrong credentials
 ├── NotFound              404 user not on the board
+├── Forbidden             403 a valid token without the role an endpoint needs
 ├── Conflict              409 user or entry already exists
+├── TooManyRequests       429 base of the admission refusals; carries Retry-After
+│   ├── RateLimited       429 a token bucket is empty (scope user, region or auth)
+│   └── QueueFull         429 the shard's backlog reached QUEUE_REJECT_LENGTH
 └── Unavailable           503 Redis, Postgres or a shard actor cannot be reached
 """
 
@@ -21,6 +25,12 @@ class LeaderboardError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+    def body(self) -> dict[str, object]:
+        return {"error": self.code, "detail": self.detail}
+
+    def headers(self) -> dict[str, str]:
+        return {}
 
 
 class BadRequest(LeaderboardError):
@@ -43,9 +53,40 @@ class NotFound(LeaderboardError):
     code = "not_found"
 
 
+class Forbidden(LeaderboardError):
+    status_code = 403
+    code = "forbidden"
+
+
 class Conflict(LeaderboardError):
     status_code = 409
     code = "conflict"
+
+
+class TooManyRequests(LeaderboardError):
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = max(1, retry_after_s)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class RateLimited(TooManyRequests):
+    code = "rate_limited"
+
+    def __init__(self, scope: str, retry_after_s: int) -> None:
+        super().__init__(f"{scope} rate limit reached; retry in {retry_after_s} s", retry_after_s)
+        self.scope = scope
+
+    def body(self) -> dict[str, object]:
+        return {**super().body(), "scope": self.scope}
+
+
+class QueueFull(TooManyRequests):
+    code = "queue_full"
 
 
 class Unavailable(LeaderboardError):

@@ -6,6 +6,7 @@ Layout for board B (only ``default`` today; seasons/boards fit as more B):
   lb:B:stream:SHARD   STREAM of write events, consumed by the writer pool
   lb:B:dead:SHARD     STREAM of events the writers could not store
   lb:B:clock          last version handed out (strictly increasing per instance)
+  lb:B:bucket:user:U / bucket:region:R / bucket:auth:ADDR   token buckets {t, ts}
 
 Ties: equal scores are ordered by member bytes, and ZREVRANGE walks members in
 descending byte order; the prefix (MAX - reached) is therefore larger for whoever
@@ -44,6 +45,15 @@ class Keys:
     def dead(self, shard: str) -> str:
         return f"{self.prefix}dead:{shard}"
 
+    def user_bucket(self, user_id: str) -> str:
+        return f"{self.prefix}bucket:user:{user_id}"
+
+    def region_bucket(self, region: str) -> str:
+        return f"{self.prefix}bucket:region:{region}"
+
+    def auth_bucket(self, scope: str) -> str:
+        return f"{self.prefix}bucket:auth:{scope}"
+
     @property
     def clock(self) -> str:
         return f"{self.prefix}clock"
@@ -60,12 +70,17 @@ def user_of(member: str | bytes) -> str:
     return text[MEMBER_PREFIX_LEN:]
 
 
-# One score write, atomically: both boards, the user hash and the stream event.
+# One score write, atomically: admission (backlog, token buckets), both boards, the user hash
+# and the stream event. Every check runs before the first write, so a refused write changes
+# nothing and an admitted one takes exactly one token from each bucket.
 WRITE_SCORE = """
 -- KEYS: 1 user hash, 2 GLOBAL board, 3 region board (= KEYS[2] for GLOBAL users),
---       4 shard stream, 5 clock
--- ARGV: 1 user_id, 2 name, 3 region, 4 mode (set|add|create), 5 value, 6 max |score|
--- Returns {'ok', score, version, global rank (0-based)} or {'exists'} / {'out_of_range'}.
+--       4 shard stream, 5 clock, 6 user bucket, 7 region bucket
+-- ARGV: 1 user_id, 2 name, 3 region, 4 mode (set|add|create), 5 value, 6 max |score|,
+--       7 user capacity, 8 user refill per us, 9 region capacity, 10 region refill per us,
+--       11 backlog limit (capacity or limit 0: that check is off)
+-- Returns {'ok', score, version, global rank (0-based), user tokens left (-1: no limit)}
+--      or {'exists'} / {'out_of_range'} / {'queue_full'} / {'rate_limited', scope, retry us}.
 local cur = redis.call('HMGET', KEYS[1], 'score', 'version', 'member', 'reached')
 local exists = cur[1] ~= false
 if ARGV[4] == 'create' and exists then return {'exists'} end
@@ -75,8 +90,37 @@ local new = tonumber(ARGV[5])
 if ARGV[4] == 'add' then new = old + new end
 local maxabs = tonumber(ARGV[6])
 if new > maxabs or new < -maxabs then return {'out_of_range'} end
+local limit = tonumber(ARGV[11])
+if limit > 0 and redis.call('XLEN', KEYS[4]) >= limit then return {'queue_full'} end
 local t = redis.call('TIME')
-local version = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function available(key, cap, per_us)
+  local b = redis.call('HMGET', key, 't', 'ts')
+  if not b[1] then return cap end
+  local elapsed = now - tonumber(b[2])
+  if elapsed < 0 then elapsed = 0 end
+  local tokens = tonumber(b[1]) + elapsed * per_us
+  if tokens > cap then tokens = cap end
+  return tokens
+end
+local function take(key, tokens, cap, per_us)
+  redis.call('HSET', key, 't', string.format('%.6f', tokens - 1), 'ts', string.format('%d', now))
+  redis.call('PEXPIRE', key, math.ceil(cap / per_us / 1000) + 1000)
+end
+local ucap, uper = tonumber(ARGV[7]), tonumber(ARGV[8])
+local rcap, rper = tonumber(ARGV[9]), tonumber(ARGV[10])
+local utok, rtok = -1, -1
+if ucap > 0 then
+  utok = available(KEYS[6], ucap, uper)
+  if utok < 1 then return {'rate_limited', 'user', math.ceil((1 - utok) / uper)} end
+end
+if rcap > 0 then
+  rtok = available(KEYS[7], rcap, rper)
+  if rtok < 1 then return {'rate_limited', 'region', math.ceil((1 - rtok) / rper)} end
+end
+if ucap > 0 then take(KEYS[6], utok, ucap, uper) end
+if rcap > 0 then take(KEYS[7], rtok, rcap, rper) end
+local version = now
 local clock = tonumber(redis.call('GET', KEYS[5]) or '0')
 if version <= clock then version = clock + 1 end
 if exists and version <= tonumber(cur[2]) then version = tonumber(cur[2]) + 1 end
@@ -99,7 +143,38 @@ redis.call('HSET', KEYS[1], 'name', ARGV[2], 'region', ARGV[3], 'score', s, 'ver
   'reached', reached, 'member', member, 'updated_at', ts)
 redis.call('XADD', KEYS[4], '*', 'user_id', ARGV[1], 'name', ARGV[2], 'region', ARGV[3],
   'score', s, 'version', vs, 'reached', reached, 'ts', ts)
-return {'ok', s, vs, redis.call('ZREVRANK', KEYS[2], member)}
+local left = -1
+if ucap > 0 then left = math.floor(utok - 1) end
+return {'ok', s, vs, redis.call('ZREVRANK', KEYS[2], member), left}
+"""
+
+# Plain token buckets (sign-up and login limits): take one token from each, or from none.
+TAKE_TOKENS = """
+-- KEYS: the buckets
+-- ARGV: capacity and refill per us of each bucket, in KEYS order
+-- Returns {1, tokens left in the first} when admitted, {0, index, retry us} when not.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local have = {}
+for i, key in ipairs(KEYS) do
+  local cap, per_us = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local b = redis.call('HMGET', key, 't', 'ts')
+  local tokens = cap
+  if b[1] then
+    local elapsed = now - tonumber(b[2])
+    if elapsed < 0 then elapsed = 0 end
+    tokens = tonumber(b[1]) + elapsed * per_us
+    if tokens > cap then tokens = cap end
+  end
+  if tokens < 1 then return {0, i, math.ceil((1 - tokens) / per_us)} end
+  have[i] = tokens
+end
+for i, key in ipairs(KEYS) do
+  local cap, per_us = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  redis.call('HSET', key, 't', string.format('%.6f', have[i] - 1), 'ts', string.format('%d', now))
+  redis.call('PEXPIRE', key, math.ceil(cap / per_us / 1000) + 1000)
+end
+return {1, math.floor(have[1] - 1)}
 """
 
 # Shared Lua helper: the entry fields of the members in a ZREVRANGE slice.

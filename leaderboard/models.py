@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -89,6 +89,7 @@ class Claims(BaseModel):
     exp: int
     iss: str
     aud: str
+    role: Literal["player", "server", "admin"] = "player"
 
 
 class ScoreEvent(BaseModel):

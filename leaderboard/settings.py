@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import re
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -12,6 +13,37 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MAX_SCORE = 2**53 - 1
 REGION_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
 GLOBAL = "GLOBAL"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A token bucket: ``capacity`` tokens, refilled continuously at ``per_us`` tokens per µs."""
+
+    capacity: int = 0
+    per_us: float = 0.0
+
+    @classmethod
+    def per_window(cls, count: int, window_s: float) -> Bucket:
+        return cls(count, count / (window_s * 1e6)) if count > 0 else cls()
+
+    @property
+    def enabled(self) -> bool:
+        return self.capacity > 0
+
+    def args(self) -> list[str | int]:
+        """As script arguments (capacity, refill per µs)."""
+        return [self.capacity, repr(self.per_us)]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every admission limit; a zero capacity or length means that limit is off."""
+
+    user: Bucket = Bucket()
+    region: Bucket = Bucket()
+    queue_length: int = 0
+    auth: Bucket = Bucket()
+    auth_global: Bucket = Bucket()
 
 
 class StoreSettings(BaseSettings):
@@ -64,6 +96,15 @@ class Settings(StoreSettings):
     writer_batch_wait_ms: int = Field(50, ge=1, le=10000, alias="WRITER_BATCH_WAIT_MS")
     writer_claim_idle_ms: int = Field(30000, ge=100, alias="WRITER_CLAIM_IDLE_MS")
 
+    rate_limits_enabled: bool = Field(True, alias="RATE_LIMITS_ENABLED")
+    user_rate_limit_count: int = Field(5, ge=0, alias="USER_RATE_LIMIT_COUNT")
+    user_rate_limit_window: float = Field(60.0, gt=0, alias="USER_RATE_LIMIT_WINDOW")
+    region_rate_limit_per_sec: int = Field(20000, ge=0, alias="REGION_RATE_LIMIT_PER_SEC")
+    queue_reject_length: int = Field(100000, ge=0, alias="QUEUE_REJECT_LENGTH")
+    auth_rate_limit_count: int = Field(10, ge=0, alias="AUTH_RATE_LIMIT_COUNT")
+    auth_rate_limit_window: float = Field(60.0, gt=0, alias="AUTH_RATE_LIMIT_WINDOW")
+    auth_rate_limit_global_per_sec: int = Field(100, ge=0, alias="AUTH_RATE_LIMIT_GLOBAL_PER_SEC")
+
     gateway_replicas: int = Field(1, ge=1, alias="GATEWAY_REPLICAS")
     ranking_min_replicas: int = Field(1, ge=1, alias="RANKING_MIN_REPLICAS")
     ranking_max_replicas: int = Field(2, ge=1, alias="RANKING_MAX_REPLICAS")
@@ -106,6 +147,18 @@ class Settings(StoreSettings):
         if self.ranking_max_replicas < self.ranking_min_replicas:
             raise ValueError("RANKING_MAX_REPLICAS must be >= RANKING_MIN_REPLICAS")
         return self
+
+    def limits(self) -> Limits:
+        """The limits in force (all zero when RATE_LIMITS_ENABLED is false)."""
+        if not self.rate_limits_enabled:
+            return Limits()
+        return Limits(
+            user=Bucket.per_window(self.user_rate_limit_count, self.user_rate_limit_window),
+            region=Bucket.per_window(self.region_rate_limit_per_sec, 1.0),
+            queue_length=self.queue_reject_length,
+            auth=Bucket.per_window(self.auth_rate_limit_count, self.auth_rate_limit_window),
+            auth_global=Bucket.per_window(self.auth_rate_limit_global_per_sec, 1.0),
+        )
 
     @property
     def region_list(self) -> list[str]:

@@ -28,12 +28,19 @@ class WriteCommand:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What the atomic write script did; ``rank`` is 1-based on GLOBAL."""
+    """What the atomic write script did; ``rank`` is 1-based on GLOBAL.
 
-    status: Literal["ok", "exists", "out_of_range", "unavailable"]
+    ``remaining`` is the user's tokens left after an admitted write (-1: no user limit);
+    ``retry_after_us`` says when a rate-limited write would be admitted.
+    """
+
+    status: Literal["ok", "exists", "out_of_range", "queue_full", "rate_limited", "unavailable"]
     score: int = 0
     version: int = 0
     rank: int = 0
+    remaining: int = -1
+    scope: str = ""
+    retry_after_us: int = 0
 
 
 class RegionShard:
@@ -42,6 +49,8 @@ class RegionShard:
     def __init__(self, settings: Settings, shard: str) -> None:
         self._keys = Keys(settings.board)
         self._shard = shard
+        limits = settings.limits()
+        self._limit_args = [*limits.user.args(), *limits.region.args(), limits.queue_length]
         self._redis = connect(settings.redis_url, retries=0)
         self._write = self._redis.register_script(WRITE_SCORE)
 
@@ -54,16 +63,22 @@ class RegionShard:
             k.board(cmd.region),
             k.stream(self._shard),
             k.clock,
+            k.user_bucket(cmd.user_id),
+            k.region_bucket(cmd.region),
         ]
-        args: list[str | int] = [cmd.user_id, cmd.name, cmd.region, cmd.mode, cmd.value, MAX_SCORE]
+        args: list[str | int] = [
+            cmd.user_id, cmd.name, cmd.region, cmd.mode, cmd.value, MAX_SCORE, *self._limit_args
+        ]
         try:
             reply = await self._write(keys=keys, args=args)
         except REDIS_DOWN as exc:
             log.warning("shard %s: Redis unreachable: %s", self._shard, exc)
             return WriteResult("unavailable")
+        if reply[0] == "rate_limited":
+            return WriteResult("rate_limited", scope=reply[1], retry_after_us=int(reply[2]))
         if reply[0] != "ok":
             return WriteResult(reply[0])
-        return WriteResult("ok", int(reply[1]), int(reply[2]), int(reply[3]) + 1)
+        return WriteResult("ok", int(reply[1]), int(reply[2]), int(reply[3]) + 1, int(reply[4]))
 
     async def backlog(self) -> int:
         """Events on this shard's stream not yet stored in Postgres."""

@@ -29,7 +29,7 @@ def ranking_autoscaling(settings: Settings) -> dict[str, Any]:
 def build_app(settings: Settings) -> Application:
     """Shard actors and writers (created or found by name), Ranker, and the Gateway ingress."""
     shards = ensure_shards(settings)
-    ensure_writers(settings)
+    writers = ensure_writers(settings)
     ranker = serve.deployment(
         name="Ranker",
         max_ongoing_requests=96,
@@ -43,5 +43,5 @@ def build_app(settings: Settings) -> Application:
         max_ongoing_requests=settings.max_ongoing_requests,
         ray_actor_options={"num_cpus": 0.5},
         logging_config=QUIET_LOGS,
-    )(Gateway).bind(settings, ranker, shards)
+    )(Gateway).bind(settings, ranker, shards, writers)
     return gateway

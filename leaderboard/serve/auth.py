@@ -50,17 +50,23 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
-def issue_token(settings: Settings, user_id: str, name: str, region: str) -> str:
+def issue_token(
+    settings: Settings, user_id: str, name: str, region: str, role: str = "player",
+    ttl_seconds: int | None = None,
+) -> str:
+    """A signed token; players carry no ``role`` claim, operators' tokens say ``admin``."""
     now = int(time.time())
-    claims = {
+    claims: dict[str, object] = {
         "sub": user_id,
         "name": name,
         "region": region,
         "iat": now,
-        "exp": now + settings.jwt_ttl_seconds,
+        "exp": now + (ttl_seconds or settings.jwt_ttl_seconds),
         "iss": ISSUER,
         "aud": AUDIENCE,
     }
+    if role != "player":
+        claims["role"] = role
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
 
 

@@ -5,10 +5,11 @@
 import asyncio
 import json
 import logging
+import math
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Body, FastAPI, Header, Path, Query
+from fastapi import Body, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.exceptions import RayError
@@ -18,13 +19,16 @@ from leaderboard.actors.shard import WriteCommand, WriteMode, WriteResult
 from leaderboard.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     LeaderboardError,
     NotFound,
+    QueueFull,
+    RateLimited,
     ScoreOutOfRange,
     Unauthorized,
     Unavailable,
 )
-from leaderboard.keys import Keys
+from leaderboard.keys import TAKE_TOKENS, Keys
 from leaderboard.models import (
     AroundResponse,
     Claims,
@@ -58,6 +62,11 @@ RegionQuery = Annotated[str, Query(min_length=1, max_length=50)]
 AuthHeader = Annotated[str | None, Header()]
 
 
+def client_address(request: Request) -> str:
+    """The caller's address as uvicorn resolved it (X-Forwarded-For from a trusted proxy)."""
+    return request.client.host if request.client else "unknown"
+
+
 def json_response(body: Any, status: int = 200) -> Response:
     """Serialize once, without FastAPI's response-model validation (the shapes are ours)."""
     return Response(json.dumps(body, separators=(",", ":")), status, media_type="application/json")
@@ -67,13 +76,18 @@ def json_response(body: Any, status: int = 200) -> Response:
 class Gateway:
     """Ingress deployment body: FastAPI routes on ``api``, bound where the class is defined."""
 
-    def __init__(self, settings: Settings, ranker: Any, shards: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: Settings, ranker: Any, shards: dict[str, Any], writers: list[Any]
+    ) -> None:
         self._settings = settings
         self._ranker = ranker
         self._shards = shards
+        self._writers = writers
+        self._limits = settings.limits()
         self._regions = set(settings.region_list)
         self._keys = Keys(settings.board)
         self._redis = connect(settings.redis_url)
+        self._take_tokens = self._redis.register_script(TAKE_TOKENS)
         self._pg: asyncpg.Pool | None = None
         self._pg_lock = asyncio.Lock()
         # unknown users are checked against this, at the real cost, so timing reveals nothing
@@ -100,7 +114,23 @@ class Gateway:
     def _claims(self, authorization: str | None) -> Claims:
         return auth.decode_token(self._settings, auth.bearer_token(authorization))
 
-    async def _write(self, claims: Claims, mode: WriteMode, value: int) -> dict[str, Any]:
+    async def _write(self, claims: Claims, mode: WriteMode, value: int) -> Response:
+        """Run one write on the user's shard; the JSON entry, with the user's rate-limit headers."""
+        result = await self._shard_write(claims, mode, value)
+        entry = {
+            "rank": result.rank,
+            "user_id": claims.sub,
+            "name": claims.name,
+            "region": claims.region,
+            "score": result.score,
+        }
+        response = json_response(entry, 201 if mode == "create" else 200)
+        if result.remaining >= 0:
+            response.headers["X-RateLimit-Limit"] = str(self._limits.user.capacity)
+            response.headers["X-RateLimit-Remaining"] = str(result.remaining)
+        return response
+
+    async def _shard_write(self, claims: Claims, mode: WriteMode, value: int) -> WriteResult:
         if claims.region not in self._shards:
             raise BadRequest(f"region {claims.region!r} of this token is not served")
         cmd = WriteCommand(claims.sub, claims.name, claims.region, mode, value)
@@ -115,13 +145,32 @@ class Gateway:
             raise ScoreOutOfRange("the resulting score would be outside +-(2^53 - 1)")
         if result.status == "unavailable":
             raise Unavailable("Redis is unreachable")
-        return {
-            "rank": result.rank,
-            "user_id": claims.sub,
-            "name": claims.name,
-            "region": claims.region,
-            "score": result.score,
-        }
+        if result.status == "rate_limited":
+            raise RateLimited(result.scope, math.ceil(result.retry_after_us / 1e6))
+        if result.status == "queue_full":
+            raise QueueFull(f"shard {claims.region} has too many events waiting for Postgres", 1)
+        return result
+
+    async def _admit_auth(self, request: Request) -> None:
+        """Sign-up/login limits: per client address, and a global cap behind it."""
+        limits = self._limits
+        buckets = [(self._keys.auth_bucket(client_address(request)), limits.auth),
+                   (self._keys.auth_bucket("*"), limits.auth_global)]
+        buckets = [(key, b) for key, b in buckets if b.enabled]
+        if not buckets:
+            return
+        try:
+            reply = await self._take_tokens(
+                keys=[key for key, _ in buckets], args=[a for _, b in buckets for a in b.args()]
+            )
+        except REDIS_DOWN as exc:
+            raise Unavailable("Redis is unreachable") from exc
+        if reply[0] == 0:
+            raise RateLimited("auth", math.ceil(int(reply[2]) / 1e6))
+
+    def _admin(self, authorization: str | None) -> None:
+        if self._claims(authorization).role != "admin":
+            raise Forbidden("this endpoint needs a token with role admin")
 
     async def _read(self, call: Any) -> Any:
         try:
@@ -134,9 +183,10 @@ class Gateway:
     # -- auth ------------------------------------------------------------------------------
 
     @api.post("/auth/register", status_code=201, response_model=RegisterResponse)
-    async def register(self, body: RegisterRequest) -> RegisterResponse:
+    async def register(self, body: RegisterRequest, request: Request) -> RegisterResponse:
         """Create an account (and, with initialScore, its leaderboard entry)."""
         region = self._region(body.region)
+        await self._admit_auth(request)
         digest = await asyncio.to_thread(
             auth.hash_password, body.password, self._settings.password_scrypt_n
         )
@@ -155,7 +205,7 @@ class Gateway:
         if body.initialScore is not None:
             claims = auth.decode_token(self._settings, token)
             try:
-                await self._write(claims, "set", body.initialScore)
+                await self._shard_write(claims, "set", body.initialScore)
             except LeaderboardError:
                 await pg.execute("DELETE FROM credentials WHERE user_id = $1", body.user_id)
                 raise
@@ -164,8 +214,9 @@ class Gateway:
         )
 
     @api.post("/auth/login", response_model=TokenResponse)
-    async def login(self, body: LoginRequest) -> TokenResponse:
+    async def login(self, body: LoginRequest, request: Request) -> TokenResponse:
         """Exchange credentials for a token; the same 401 for unknown users and wrong passwords."""
+        await self._admit_auth(request)
         pg = await self._db()
         row = await pg.fetchrow(
             "SELECT name, region, password_hash FROM credentials WHERE user_id = $1", body.user_id
@@ -189,17 +240,17 @@ class Gateway:
         body = body or ScoreCreate()
         if body.region is not None and self._region(body.region) != claims.region:
             raise BadRequest(f"region must be the account's region {claims.region!r}")
-        return json_response(await self._write(claims, "create", body.initialScore), 201)
+        return await self._write(claims, "create", body.initialScore)
 
     @api.post("/score/update", response_model=RankEntry)
     async def update(self, body: ScoreUpdate, authorization: AuthHeader = None) -> Response:
         """Set the caller's score (creating the entry if needed)."""
-        return json_response(await self._write(self._claims(authorization), "set", body.score))
+        return await self._write(self._claims(authorization), "set", body.score)
 
     @api.post("/score/add", response_model=RankEntry)
     async def add(self, body: ScoreAdd, authorization: AuthHeader = None) -> Response:
         """Add ``delta`` to the caller's score (from 0 if no entry yet)."""
-        return json_response(await self._write(self._claims(authorization), "add", body.delta))
+        return await self._write(self._claims(authorization), "add", body.delta)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -237,6 +288,32 @@ class Gateway:
         return json_response(result)
 
     # -- operations ------------------------------------------------------------------------
+
+    @api.post("/admin/writers/pause")
+    async def pause_writers(self, authorization: AuthHeader = None) -> dict[str, Any]:
+        """Stop moving events into Postgres (admin token); writes queue up to the backlog limit."""
+        self._admin(authorization)
+        await asyncio.gather(*(w.pause.remote() for w in self._writers))
+        return {"writers": await self._writer_stats()}
+
+    @api.post("/admin/writers/resume")
+    async def resume_writers(self, authorization: AuthHeader = None) -> dict[str, Any]:
+        """Resume the writers (admin token)."""
+        self._admin(authorization)
+        await asyncio.gather(*(w.resume.remote() for w in self._writers))
+        return {"writers": await self._writer_stats()}
+
+    @api.get("/admin/writers")
+    async def writers(self, authorization: AuthHeader = None) -> dict[str, Any]:
+        """Each writer's state and counters (admin token)."""
+        self._admin(authorization)
+        return {"writers": await self._writer_stats()}
+
+    async def _writer_stats(self) -> list[dict[str, Any]]:
+        try:
+            return list(await asyncio.gather(*(w.stats.remote() for w in self._writers)))
+        except RayError as exc:
+            raise Unavailable("a writer actor is restarting; retry shortly") from exc
 
     @api.get("/health")
     async def health(self) -> JSONResponse:

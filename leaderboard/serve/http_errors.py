@@ -35,7 +35,7 @@ def describe_validation(errors: list[Any]) -> str:
 
 async def _leaderboard_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LeaderboardError)
-    return error_response(exc.status_code, exc.code, exc.detail)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers() or None)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
