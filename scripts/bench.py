@@ -30,6 +30,7 @@ os.environ.update(
         "PGDATABASE": os.environ.get("BENCH_PGDATABASE", "leaderboard_bench"),
         "PORT": str(PORT),
         "RAY_NAMESPACE": "leaderboard-bench",
+        "RATE_LIMITS_ENABLED": "false",
     }
 )
 os.environ.setdefault("JWT_SECRET", "bench-secret-not-for-production-0123456789abcdef")
@@ -70,7 +71,7 @@ request = function()
   local body = '{"score":' .. math.random(0, 1000000) .. '}'
   local headers = {["Content-Type"] = "application/json",
                    ["Authorization"] = "Bearer " .. tokens[(i %% #tokens) + 1]}
-  return wrk.format("POST", "/score/update", headers, body)
+  return wrk.format("POST", "%s/score/update", headers, body)
 end
 """
 
@@ -178,6 +179,14 @@ def main() -> None:
         serve.run(Trivial.bind(), name="trivial", route_prefix="/trivial", logging_config=QUIET_LOGS)
         serve.run(build_app(settings), name="leaderboard", route_prefix="/",
                   logging_config=QUIET_LOGS)
+        # the same graph with every limit on, set high enough that every write is admitted:
+        # the difference to the plain write is the cost of admission itself
+        limited = settings.model_copy(update={
+            "board": "benchlimits", "rate_limits_enabled": True,
+            "user_rate_limit_count": 10**9, "region_rate_limit_per_sec": 10**9,
+            "queue_reject_length": 10**9})
+        serve.run(build_app(limited), name="limited", route_prefix="/limited",
+                  logging_config=QUIET_LOGS)
         base = f"http://127.0.0.1:{PORT}"
         token_list = ",".join(f'"{t}"' for t in tokens)
         n = args.users
@@ -185,7 +194,8 @@ def main() -> None:
         d, c = args.duration, args.connections
         results = [
             wrk("trivial deployment (ceiling)", f"{base}/trivial/", None, d, c),
-            wrk("POST /score/update", base, WRK_WRITE % token_list, d, c),
+            wrk("POST /score/update (limits off)", base, WRK_WRITE % (token_list, ""), d, c),
+            wrk("POST /score/update (limits on)", base, WRK_WRITE % (token_list, "/limited"), d, c),
             wrk("GET /top?limit=100", f"{base}/top?limit=100", None, d, c),
             wrk("GET /rank/{id}", base, WRK_PATHS % (n, "/rank/bench-%06d"), d, c),
             wrk("GET /around/{id}?range=10", base,

@@ -29,6 +29,7 @@ class Writer:
         self._paused = asyncio.Event()
         self._paused.set()
         self._writer: StreamWriter | None = None
+        self._stepping = asyncio.Lock()
         self._task = asyncio.create_task(self._run())
 
     async def _connect(self) -> StreamWriter:
@@ -52,9 +53,12 @@ class Writer:
         while True:
             await self._paused.wait()
             try:
-                if self._writer is None:
-                    self._writer = await self._connect()
-                await self._writer.step()
+                async with self._stepping:
+                    if not self._paused.is_set():
+                        continue  # paused while waiting for the lock
+                    if self._writer is None:
+                        self._writer = await self._connect()
+                    await self._writer.step()
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -68,8 +72,10 @@ class Writer:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     async def pause(self) -> None:
-        """Stop taking batches (the current one finishes); for operations and tests."""
+        """Stop taking batches; returns once the batch in progress (if any) is stored."""
         self._paused.clear()
+        async with self._stepping:
+            pass
 
     async def resume(self) -> None:
         self._paused.set()

@@ -33,35 +33,44 @@ class Service:
         await asyncio.gather(*(w.resume.remote() for w in self.writers))
 
 
+def deploy(settings: Settings, name: str, prefix: str) -> Service:
+    """Run one application of the whole graph on the started Serve, and wait until healthy."""
+    import ray
+    from ray import serve
+
+    from leaderboard.serve.app import QUIET_LOGS, build_app
+
+    serve.run(build_app(settings), name=name, route_prefix=prefix, logging_config=QUIET_LOGS)
+    writers = [
+        ray.get_actor(writer_actor_name(settings, i), namespace=settings.ray_namespace)
+        for i in range(settings.writer_pool_size)
+    ]
+    base = f"http://127.0.0.1:{settings.port}{prefix.rstrip('/')}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return Service(base, settings, writers)
+
+
 @pytest.fixture(scope="session")
 def service(settings: Settings) -> Iterator[Service]:
+    """The app with limits off, at /."""
     import ray
     from ray import serve
 
     from leaderboard.pipeline.db import ensure_database
-    from leaderboard.serve.app import QUIET_LOGS, build_app
 
     asyncio.run(ensure_database(settings))
     ray.init(num_cpus=8, include_dashboard=False, namespace=settings.ray_namespace,
              log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
-        serve.run(build_app(settings), name="leaderboard", route_prefix="/",
-                  logging_config=QUIET_LOGS)
-        writers = [
-            ray.get_actor(writer_actor_name(settings, i), namespace=settings.ray_namespace)
-            for i in range(settings.writer_pool_size)
-        ]
-        base = f"http://127.0.0.1:{settings.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        yield Service(base, settings, writers)
+        yield deploy(settings, "leaderboard", "/")
     finally:
         serve.shutdown()
         ray.shutdown()
