@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import platform
 import re
@@ -140,6 +141,40 @@ async def seed(settings: Settings, users: int) -> list[str]:
     return tokens
 
 
+async def direct_writes(settings: Settings, label: str, total: int, clients: int = 50) -> Result:
+    """The atomic write script called straight on Redis (no HTTP, no Ray): writes/s."""
+    shard = RegionShard(settings, "EU")
+    per_client = total // clients
+
+    async def client(c: int) -> None:
+        for i in range(per_client):
+            await shard.write(WriteCommand(f"direct-{c}-{i % 50}", "D", "EU", "set", i))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    rate = per_client * clients / (time.perf_counter() - start)
+    print(f"  {label}: {rate:,.0f} writes/s", flush=True)
+    return Result(label, rate, float("nan"), float("nan"), 0)
+
+
+def median(results: list[Result]) -> Result:
+    ranked = sorted(results, key=lambda r: r.rps)
+    mid = ranked[len(ranked) // 2]
+    return Result(f"{mid.name} (median of {len(results)})", mid.rps, mid.p50_ms, mid.p99_ms,
+                  sum(r.errors for r in results))
+
+
+def write_pair(base: str, tokens: str, d: int, c: int, rounds: int) -> list[Result]:
+    """Writes with limits off and on, alternated so machine noise hits both alike."""
+    off: list[Result] = []
+    on: list[Result] = []
+    for _ in range(rounds):
+        off.append(wrk("POST /score/update, limits off", base, WRK_WRITE % (tokens, ""), d, c))
+        on.append(wrk("POST /score/update, limits on", base, WRK_WRITE % (tokens, "/limited"),
+                      d, c))
+    return [median(off), median(on)]
+
+
 def markdown(results: list[Result], args: argparse.Namespace) -> str:
     ceiling = results[0].rps
     lines = [
@@ -147,11 +182,14 @@ def markdown(results: list[Result], args: argparse.Namespace) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        if math.isnan(r.p50_ms):  # measured without HTTP: no latency, no ceiling to compare
+            lines.append(f"| {r.name} | {r.rps:,.0f} | - | - | - | - |")
+            continue
         lines.append(f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
                      f"| {r.rps / ceiling:.0%} |")
     head = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
             f"{os.cpu_count()} cores ({platform.machine()}), wrk -t1 -c{args.connections} "
-            f"-d{args.duration}s, {args.users} users, one run each.\n"
+            f"-d{args.duration}s, {args.users} users; one run each unless marked as a median.\n"
             f"Command: `.venv/bin/python scripts/bench.py --duration {args.duration} "
             f"--connections {args.connections} --users {args.users}`\n")
     return head + "\n" + "\n".join(lines) + "\n"
@@ -162,16 +200,31 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds of the limits off/on write runs")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quick", action="store_true", help="2 s per endpoint, 100 users")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.users = 2, 100
+        args.duration, args.users, args.rounds = 2, 100, 1
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is not installed (Debian: apt-get install wrk)")
     settings = Settings()  # type: ignore[call-arg]
     asyncio.run(ensure_database(settings))
     tokens = asyncio.run(seed(settings, args.users))
+    n = 2000 if args.quick else 20000
+    high = {"rate_limits_enabled": True, "user_rate_limit_count": 10**9,
+            "region_rate_limit_per_sec": 10**9, "queue_reject_length": 10**9}
+    asyncio.run(direct_writes(settings, "warm-up", n // 4))
+    script_off: list[Result] = []
+    script_on: list[Result] = []
+    for _ in range(args.rounds):
+        script_off.append(asyncio.run(direct_writes(
+            settings, "write script on Redis, limits off (50 clients)", n)))
+        script_on.append(asyncio.run(direct_writes(
+            settings.model_copy(update=high), "write script on Redis, limits on (50 clients)", n)))
+    script_results = [median(script_off), median(script_on)]
+    asyncio.run(seed(settings, args.users))  # drop the direct writes' events again
     ray.init(num_cpus=8, include_dashboard=False, namespace=settings.ray_namespace,
              log_to_driver=False)
     try:
@@ -194,8 +247,7 @@ def main() -> None:
         d, c = args.duration, args.connections
         results = [
             wrk("trivial deployment (ceiling)", f"{base}/trivial/", None, d, c),
-            wrk("POST /score/update (limits off)", base, WRK_WRITE % (token_list, ""), d, c),
-            wrk("POST /score/update (limits on)", base, WRK_WRITE % (token_list, "/limited"), d, c),
+            *write_pair(base, token_list, d, c, args.rounds),
             wrk("GET /top?limit=100", f"{base}/top?limit=100", None, d, c),
             wrk("GET /rank/{id}", base, WRK_PATHS % (n, "/rank/bench-%06d"), d, c),
             wrk("GET /around/{id}?range=10", base,
@@ -204,7 +256,7 @@ def main() -> None:
     finally:
         serve.shutdown()
         ray.shutdown()
-    table = markdown(results, args)
+    table = markdown(results + script_results, args)
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
