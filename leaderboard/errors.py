@@ -3,6 +3,7 @@
 LeaderboardError          base: status_code + code
 ├── BadRequest            422 invalid input the models could not catch (e.g. region mismatch)
 ├── ScoreOutOfRange       422 a write would leave |score| > 2^53 - 1
+├── KeyReused             422 an Idempotency-Key sent again with a different request
 ├── Unauthorized          401 missing, invalid or expired token; wrong credentials
 ├── NotFound              404 user not on the board
 ├── Forbidden             403 a valid token without the role an endpoint needs
@@ -41,6 +42,11 @@ class BadRequest(LeaderboardError):
 class ScoreOutOfRange(LeaderboardError):
     status_code = 422
     code = "score_out_of_range"
+
+
+class KeyReused(LeaderboardError):
+    status_code = 422
+    code = "idempotency_key_reused"
 
 
 class Unauthorized(LeaderboardError):

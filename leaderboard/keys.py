@@ -7,6 +7,7 @@ Layout for board B (only ``default`` today; seasons/boards fit as more B):
   lb:B:dead:SHARD     STREAM of events the writers could not store
   lb:B:clock          last version handed out (strictly increasing per instance)
   lb:B:bucket:user:U / bucket:region:R / bucket:auth:ADDR   token buckets {t, ts}
+  lb:B:idem:U:KEY     the first answer to a write sent with Idempotency-Key KEY
 
 Ties: equal scores are ordered by member bytes, and ZREVRANGE walks members in
 descending byte order; the prefix (MAX - reached) is therefore larger for whoever
@@ -51,6 +52,9 @@ class Keys:
     def region_bucket(self, region: str) -> str:
         return f"{self.prefix}bucket:region:{region}"
 
+    def idempotency(self, user_id: str, key: str) -> str:
+        return f"{self.prefix}idem:{user_id}:{key}"
+
     def auth_bucket(self, scope: str) -> str:
         return f"{self.prefix}bucket:auth:{scope}"
 
@@ -75,12 +79,22 @@ def user_of(member: str | bytes) -> str:
 # nothing and an admitted one takes exactly one token from each bucket.
 WRITE_SCORE = """
 -- KEYS: 1 user hash, 2 GLOBAL board, 3 region board (= KEYS[2] for GLOBAL users),
---       4 shard stream, 5 clock, 6 user bucket, 7 region bucket
+--       4 shard stream, 5 clock, 6 user bucket, 7 region bucket, 8 idempotency record
 -- ARGV: 1 user_id, 2 name, 3 region, 4 mode (set|add|create), 5 value, 6 max |score|,
 --       7 user capacity, 8 user refill per us, 9 region capacity, 10 region refill per us,
---       11 backlog limit (capacity or limit 0: that check is off)
--- Returns {'ok', score, version, global rank (0-based), user tokens left (-1: no limit)}
---      or {'exists'} / {'out_of_range'} / {'queue_full'} / {'rate_limited', scope, retry us}.
+--       11 backlog limit (capacity or limit 0: that check is off),
+--       12 request fingerprint ('' = no idempotency key), 13 idempotency record ttl (s)
+-- Returns {'ok', score, version, global rank (0-based), user tokens left (-1: no limit)},
+--      {'replay', score, version, rank, -1} (the first answer to this idempotency key),
+--      or {'exists'} / {'out_of_range'} / {'queue_full'} / {'rate_limited', scope, retry us}
+--      / {'key_reused'} (same key, different request).
+if ARGV[12] ~= '' then
+  local prev = redis.call('HMGET', KEYS[8], 'fp', 'score', 'version', 'rank')
+  if prev[1] then
+    if prev[1] ~= ARGV[12] then return {'key_reused'} end
+    return {'replay', prev[2], prev[3], tonumber(prev[4]), -1}
+  end
+end
 local cur = redis.call('HMGET', KEYS[1], 'score', 'version', 'member', 'reached')
 local exists = cur[1] ~= false
 if ARGV[4] == 'create' and exists then return {'exists'} end
@@ -145,7 +159,12 @@ redis.call('XADD', KEYS[4], '*', 'user_id', ARGV[1], 'name', ARGV[2], 'region', 
   'score', s, 'version', vs, 'reached', reached, 'ts', ts)
 local left = -1
 if ucap > 0 then left = math.floor(utok - 1) end
-return {'ok', s, vs, redis.call('ZREVRANK', KEYS[2], member), left}
+local rank = redis.call('ZREVRANK', KEYS[2], member)
+if ARGV[12] ~= '' then
+  redis.call('HSET', KEYS[8], 'fp', ARGV[12], 'score', s, 'version', vs, 'rank', rank)
+  redis.call('EXPIRE', KEYS[8], tonumber(ARGV[13]))
+end
+return {'ok', s, vs, rank, left}
 """
 
 # Plain token buckets (sign-up and login limits): take one token from each, or from none.

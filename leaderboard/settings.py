@@ -95,6 +95,7 @@ class Settings(StoreSettings):
     writer_batch_size: int = Field(1000, ge=1, le=10000, alias="WRITER_BATCH_SIZE")
     writer_batch_wait_ms: int = Field(50, ge=1, le=10000, alias="WRITER_BATCH_WAIT_MS")
     writer_claim_idle_ms: int = Field(30000, ge=100, alias="WRITER_CLAIM_IDLE_MS")
+    writer_max_deliveries: int = Field(5, ge=1, alias="WRITER_MAX_DELIVERIES")
 
     rate_limits_enabled: bool = Field(True, alias="RATE_LIMITS_ENABLED")
     user_rate_limit_count: int = Field(5, ge=0, alias="USER_RATE_LIMIT_COUNT")
@@ -104,6 +105,8 @@ class Settings(StoreSettings):
     auth_rate_limit_count: int = Field(10, ge=0, alias="AUTH_RATE_LIMIT_COUNT")
     auth_rate_limit_window: float = Field(60.0, gt=0, alias="AUTH_RATE_LIMIT_WINDOW")
     auth_rate_limit_global_per_sec: int = Field(100, ge=0, alias="AUTH_RATE_LIMIT_GLOBAL_PER_SEC")
+
+    idempotency_ttl_seconds: int = Field(86400, ge=1, alias="IDEMPOTENCY_TTL_SECONDS")
 
     gateway_replicas: int = Field(1, ge=1, alias="GATEWAY_REPLICAS")
     ranking_min_replicas: int = Field(1, ge=1, alias="RANKING_MIN_REPLICAS")

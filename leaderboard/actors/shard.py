@@ -24,6 +24,7 @@ class WriteCommand:
     region: str
     mode: WriteMode
     value: int
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,10 @@ class WriteResult:
     ``retry_after_us`` says when a rate-limited write would be admitted.
     """
 
-    status: Literal["ok", "exists", "out_of_range", "queue_full", "rate_limited", "unavailable"]
+    status: Literal[
+        "ok", "replay", "exists", "out_of_range", "queue_full", "rate_limited", "key_reused",
+        "unavailable",
+    ]
     score: int = 0
     version: int = 0
     rank: int = 0
@@ -51,6 +55,7 @@ class RegionShard:
         self._shard = shard
         limits = settings.limits()
         self._limit_args = [*limits.user.args(), *limits.region.args(), limits.queue_length]
+        self._idem_ttl = settings.idempotency_ttl_seconds
         self._redis = connect(settings.redis_url, retries=0)
         self._write = self._redis.register_script(WRITE_SCORE)
 
@@ -65,9 +70,12 @@ class RegionShard:
             k.clock,
             k.user_bucket(cmd.user_id),
             k.region_bucket(cmd.region),
+            k.idempotency(cmd.user_id, cmd.idempotency_key or ""),
         ]
+        fingerprint = f"{cmd.mode}:{cmd.value}" if cmd.idempotency_key else ""
         args: list[str | int] = [
-            cmd.user_id, cmd.name, cmd.region, cmd.mode, cmd.value, MAX_SCORE, *self._limit_args
+            cmd.user_id, cmd.name, cmd.region, cmd.mode, cmd.value, MAX_SCORE, *self._limit_args,
+            fingerprint, self._idem_ttl,
         ]
         try:
             reply = await self._write(keys=keys, args=args)
@@ -76,9 +84,9 @@ class RegionShard:
             return WriteResult("unavailable")
         if reply[0] == "rate_limited":
             return WriteResult("rate_limited", scope=reply[1], retry_after_us=int(reply[2]))
-        if reply[0] != "ok":
+        if reply[0] not in ("ok", "replay"):
             return WriteResult(reply[0])
-        return WriteResult("ok", int(reply[1]), int(reply[2]), int(reply[3]) + 1, int(reply[4]))
+        return WriteResult(reply[0], int(reply[1]), int(reply[2]), int(reply[3]) + 1, int(reply[4]))
 
     async def backlog(self) -> int:
         """Events on this shard's stream not yet stored in Postgres."""

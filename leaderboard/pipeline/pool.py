@@ -44,6 +44,7 @@ class Writer:
             batch_size=s.writer_batch_size,
             block_ms=s.writer_batch_wait_ms,
             claim_idle_ms=s.writer_claim_idle_ms,
+            max_deliveries=s.writer_max_deliveries,
         )
         await writer.start()
         return writer
@@ -67,7 +68,6 @@ class Writer:
                 if self._writer is not None:
                     self._writer.stats.errors += 1
                     self._writer.stats.last_error = repr(exc)[:300]
-                    self._writer.recover()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 

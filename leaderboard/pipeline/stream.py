@@ -30,6 +30,12 @@ async def ensure_groups(redis: aioredis.Redis, streams: list[str]) -> None:
                 raise
 
 
+def id_key(entry_id: str) -> tuple[int, int]:
+    """Stream IDs ``ms-seq`` in numeric order."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def flatten(reply: Any) -> list[Delivery]:
     """XREADGROUP's reply as a flat list of deliveries."""
     out: list[Delivery] = []

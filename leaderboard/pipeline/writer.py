@@ -12,13 +12,17 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
-from leaderboard.keys import Keys
+from leaderboard.keys import WRITERS_GROUP, Keys
 from leaderboard.models import ScoreEvent
 from leaderboard.pipeline import stream
 from leaderboard.pipeline.db import UPSERT
 from leaderboard.pipeline.stream import Delivery
 
 log = logging.getLogger(__name__)
+
+Dead = tuple[Delivery, str]
+# Postgres refusing the data itself (not an outage): retrying cannot help
+POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 
 def latest_per_user(events: list[ScoreEvent]) -> list[ScoreEvent]:
@@ -70,6 +74,7 @@ class StreamWriter:
         batch_size: int,
         block_ms: int,
         claim_idle_ms: int,
+        max_deliveries: int = 5,
     ) -> None:
         self._redis = redis
         self._pg = pg
@@ -79,7 +84,10 @@ class StreamWriter:
         self._batch = batch_size
         self._block_ms = block_ms
         self._claim_idle_ms = claim_idle_ms
+        self._max_deliveries = max_deliveries
         self._recovering = True
+        self._check_deliveries = False
+        self._retry: list[Delivery] | None = None
         self._next_claim = 0.0
         self.stats = WriterStats()
 
@@ -87,57 +95,110 @@ class StreamWriter:
         await stream.ensure_groups(self._redis, self._streams)
 
     async def step(self) -> int:
-        """Move one batch into Postgres; returns the number of entries acknowledged."""
+        """Move one batch into Postgres; returns the number of entries acknowledged.
+
+        A batch that fails (Postgres or Redis unreachable) is kept and retried as it is, so
+        retries during an outage do not count as deliveries; only a restart or a takeover does.
+        """
+        if self._retry is not None:
+            batch = self._retry
+        else:
+            try:
+                batch = await self._next_batch()
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await stream.ensure_groups(self._redis, self._streams)  # Redis lost its data
+                return 0
+        if not batch:
+            return 0
+        self._retry = batch
+        events, dead = self._parse(batch)
+        dead += await self._too_often_delivered(batch, events)
+        gone = {d.entry_id for d, _ in dead}
+        pairs = [(d, e) for d, e in zip(batch, events, strict=True)
+                 if e is not None and d.entry_id not in gone]
+        if pairs:
+            dead += await self._store(pairs)
+        if dead:
+            await self._dead_letter(dead)
         try:
-            batch = await self._next_batch()
+            await stream.ack(self._redis, batch)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
-            await stream.ensure_groups(self._redis, self._streams)  # Redis lost its data
-            return 0
-        if not batch:
-            return 0
-        events, dead = self._parse(batch)
-        if events:
-            await upsert(self._pg, events)
-        if dead:
-            await self._dead_letter(dead)
-        await stream.ack(self._redis, batch)
-        self.stats.events += len(events)
+            await stream.ensure_groups(self._redis, self._streams)  # stored; nothing to ack
+        self._retry = None
+        self.stats.events += len(pairs)
         self.stats.batches += 1
         return len(batch)
 
-    def recover(self) -> None:
-        """After a failed batch: re-read own pending entries before taking new ones."""
-        self._recovering = True
+    async def _store(self, pairs: list[tuple[Delivery, ScoreEvent]]) -> list[Dead]:
+        """Upsert the batch; if Postgres refuses its data, row by row, and return the refused."""
+        try:
+            await upsert(self._pg, [e for _, e in pairs])
+            return []
+        except POISON as exc:
+            log.error("%s: batch refused by Postgres (%s); storing row by row", self._consumer, exc)
+        refused: list[Dead] = []
+        for delivery, event in pairs:
+            try:
+                await upsert(self._pg, [event])
+            except POISON as exc:
+                refused.append((delivery, repr(exc)[:300]))
+        return refused
+
+    async def _too_often_delivered(
+        self, batch: list[Delivery], events: list[ScoreEvent | None]
+    ) -> list[Dead]:
+        """Entries delivered more than max_deliveries times (writers died on them): poison."""
+        if not self._check_deliveries:
+            return []
+        self._check_deliveries = False
+        counts: dict[str, int] = {}
+        for name in {d.stream for d in batch}:
+            ids = sorted((d.entry_id for d in batch if d.stream == name), key=stream.id_key)
+            for p in await self._redis.xpending_range(
+                name, WRITERS_GROUP, ids[0], ids[-1], len(ids) + 100
+            ):
+                counts[str(p["message_id"])] = int(p["times_delivered"])
+        return [
+            (d, f"delivered {counts[d.entry_id]} times without being stored")
+            for d, e in zip(batch, events, strict=True)
+            if e is not None and counts.get(d.entry_id, 0) > self._max_deliveries
+        ]
 
     async def _next_batch(self) -> list[Delivery]:
         r, me = self._redis, self._consumer
-        if self._recovering:
+        if self._recovering:  # after a (re)start: what this consumer held when it stopped
             batch = await stream.read(r, me, self._streams, "0", self._batch, None)
             if batch:
+                self._check_deliveries = True
                 return batch
             self._recovering = False
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + self._claim_idle_ms / 2000
             batch = await stream.claim_idle(r, me, self._streams, self._claim_idle_ms, self._batch)
             if batch:
+                self._check_deliveries = True
                 return batch
         return await stream.read(r, me, self._streams, ">", self._batch, self._block_ms)
 
-    def _parse(self, batch: list[Delivery]) -> tuple[list[ScoreEvent], list[tuple[Delivery, str]]]:
-        events: list[ScoreEvent] = []
-        dead: list[tuple[Delivery, str]] = []
+    def _parse(self, batch: list[Delivery]) -> tuple[list[ScoreEvent | None], list[Dead]]:
+        """One event (or None) per delivery, and the deliveries that are not valid events."""
+        events: list[ScoreEvent | None] = []
+        dead: list[Dead] = []
         for d in batch:
-            if d.fields is None:
-                continue  # deleted after a previous commit: only the ack is left to do
-            try:
-                events.append(ScoreEvent.model_validate(d.fields))
-            except ValidationError as exc:
-                dead.append((d, str(exc.errors(include_url=False))[:500]))
+            event = None
+            if d.fields is not None:  # None: deleted after an earlier commit, only the ack is left
+                try:
+                    event = ScoreEvent.model_validate(d.fields)
+                except ValidationError as exc:
+                    dead.append((d, str(exc.errors(include_url=False))[:500]))
+            events.append(event)
         return events, dead
 
-    async def _dead_letter(self, dead: list[tuple[Delivery, str]]) -> None:
+    async def _dead_letter(self, dead: list[Dead]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for d, reason in dead:
                 shard = d.stream.rsplit(":", 1)[-1]

@@ -20,6 +20,7 @@ from leaderboard.errors import (
     BadRequest,
     Conflict,
     Forbidden,
+    KeyReused,
     LeaderboardError,
     NotFound,
     QueueFull,
@@ -60,6 +61,10 @@ http_errors.install(api)
 UserIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 RegionQuery = Annotated[str, Query(min_length=1, max_length=50)]
 AuthHeader = Annotated[str | None, Header()]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$"),
+]
 
 
 def client_address(request: Request) -> str:
@@ -114,9 +119,11 @@ class Gateway:
     def _claims(self, authorization: str | None) -> Claims:
         return auth.decode_token(self._settings, auth.bearer_token(authorization))
 
-    async def _write(self, claims: Claims, mode: WriteMode, value: int) -> Response:
+    async def _write(
+        self, claims: Claims, mode: WriteMode, value: int, key: str | None = None
+    ) -> Response:
         """Run one write on the user's shard; the JSON entry, with the user's rate-limit headers."""
-        result = await self._shard_write(claims, mode, value)
+        result = await self._shard_write(claims, mode, value, key)
         entry = {
             "rank": result.rank,
             "user_id": claims.sub,
@@ -125,15 +132,19 @@ class Gateway:
             "score": result.score,
         }
         response = json_response(entry, 201 if mode == "create" else 200)
+        if result.status == "replay":
+            response.headers["Idempotent-Replayed"] = "true"
         if result.remaining >= 0:
             response.headers["X-RateLimit-Limit"] = str(self._limits.user.capacity)
             response.headers["X-RateLimit-Remaining"] = str(result.remaining)
         return response
 
-    async def _shard_write(self, claims: Claims, mode: WriteMode, value: int) -> WriteResult:
+    async def _shard_write(
+        self, claims: Claims, mode: WriteMode, value: int, key: str | None = None
+    ) -> WriteResult:
         if claims.region not in self._shards:
             raise BadRequest(f"region {claims.region!r} of this token is not served")
-        cmd = WriteCommand(claims.sub, claims.name, claims.region, mode, value)
+        cmd = WriteCommand(claims.sub, claims.name, claims.region, mode, value, key)
         try:
             result: WriteResult = await self._shards[claims.region].write.remote(cmd)
         except RayError as exc:
@@ -147,6 +158,8 @@ class Gateway:
             raise Unavailable("Redis is unreachable")
         if result.status == "rate_limited":
             raise RateLimited(result.scope, math.ceil(result.retry_after_us / 1e6))
+        if result.status == "key_reused":
+            raise KeyReused("this Idempotency-Key was used for a different request")
         if result.status == "queue_full":
             raise QueueFull(f"shard {claims.region} has too many events waiting for Postgres", 1)
         return result
@@ -233,24 +246,33 @@ class Gateway:
 
     @api.post("/score/create", status_code=201, response_model=RankEntry)
     async def create(
-        self, body: Annotated[ScoreCreate | None, Body()] = None, authorization: AuthHeader = None
+        self,
+        body: Annotated[ScoreCreate | None, Body()] = None,
+        authorization: AuthHeader = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response:
         """Create the caller's entry (an empty body means score 0); 409 if it exists."""
         claims = self._claims(authorization)
         body = body or ScoreCreate()
         if body.region is not None and self._region(body.region) != claims.region:
             raise BadRequest(f"region must be the account's region {claims.region!r}")
-        return await self._write(claims, "create", body.initialScore)
+        return await self._write(claims, "create", body.initialScore, idempotency_key)
 
     @api.post("/score/update", response_model=RankEntry)
-    async def update(self, body: ScoreUpdate, authorization: AuthHeader = None) -> Response:
+    async def update(
+        self, body: ScoreUpdate, authorization: AuthHeader = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response:
         """Set the caller's score (creating the entry if needed)."""
-        return await self._write(self._claims(authorization), "set", body.score)
+        return await self._write(self._claims(authorization), "set", body.score, idempotency_key)
 
     @api.post("/score/add", response_model=RankEntry)
-    async def add(self, body: ScoreAdd, authorization: AuthHeader = None) -> Response:
+    async def add(
+        self, body: ScoreAdd, authorization: AuthHeader = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response:
         """Add ``delta`` to the caller's score (from 0 if no entry yet)."""
-        return await self._write(self._claims(authorization), "add", body.delta)
+        return await self._write(self._claims(authorization), "add", body.delta, idempotency_key)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -318,7 +340,7 @@ class Gateway:
     @api.get("/health")
     async def health(self) -> JSONResponse:
         """Each component's state; 503 when Redis or Postgres cannot be reached."""
-        redis_state, backlog = await self._redis_health()
+        redis_state, backlog, dead = await self._redis_health()
         pg_state = await self._pg_health()
         ok = redis_state == "ok" and pg_state == "ok"
         body = {
@@ -326,19 +348,24 @@ class Gateway:
             "redis": redis_state,
             "postgres": pg_state,
             "backlog": backlog,
+            "dead_letters": dead,
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    async def _redis_health(self) -> tuple[str, dict[str, int]]:
+    async def _redis_health(self) -> tuple[str, dict[str, int], dict[str, int]]:
+        """Redis state, and per shard the backlog and the dead-lettered events."""
+        shards = sorted({shard_for(region) for region in self._shards})
         try:
             async with asyncio.timeout(2):
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for region in sorted(self._shards):
-                        pipe.xlen(self._keys.stream(shard_for(region)))
-                    lengths = await pipe.execute()
-            return "ok", dict(zip(sorted(self._shards), (int(n) for n in lengths), strict=True))
+                    for shard in shards:
+                        pipe.xlen(self._keys.stream(shard))
+                        pipe.xlen(self._keys.dead(shard))
+                    lengths = [int(n) for n in await pipe.execute()]
         except (TimeoutError, *REDIS_DOWN):
-            return "unreachable", {}
+            return "unreachable", {}, {}
+        backlog = dict(zip(shards, lengths[0::2], strict=True))
+        return "ok", backlog, dict(zip(shards, lengths[1::2], strict=True))
 
     async def _pg_health(self) -> str:
         try:

@@ -136,3 +136,45 @@ async def test_writer_recreates_groups_after_redis_lost_its_data(
     await RegionShard(settings, "EU").write(WriteCommand("after", "A", "EU", "set", 3))
     assert await drain(writer, 3) == 1
     assert (await rows(pg))["after"][0] == 3
+
+
+async def test_event_postgres_refuses_goes_to_dead_letter_rest_stored(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    keys = Keys(settings.board)
+    shard = RegionShard(settings, "EU")
+    writer = make_writer(settings, redis, pg, "w-poison")
+    await writer.start()
+    await pg.execute("ALTER TABLE leaderboard ADD CONSTRAINT no_poison CHECK (user_id <> 'poison')")
+    try:
+        for user in ("fine1", "poison", "fine2"):
+            await shard.write(WriteCommand(user, "P", "EU", "set", 1))
+        assert await drain(writer, 3) == 3
+    finally:
+        await pg.execute("ALTER TABLE leaderboard DROP CONSTRAINT no_poison")
+    assert set(await rows(pg)) == {"fine1", "fine2"}
+    dead = await redis.xrange(keys.dead("EU"))
+    assert [f["user_id"] for _, f in dead] == ["poison"]
+    assert "CheckViolation" in dead[0][1]["_error"]
+    assert writer.stats.dead_lettered == 1 and await redis.xlen(keys.stream("EU")) == 0
+
+
+async def test_entry_delivered_too_often_is_dead_lettered_on_recovery(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    keys = Keys(settings.board)
+    await stream.ensure_groups(redis, [keys.stream(r) for r in settings.region_list])
+    shard = RegionShard(settings, "EU")
+    await shard.write(WriteCommand("crashy", "C", "EU", "set", 1))
+    await shard.write(WriteCommand("calm", "C", "EU", "set", 2))
+    taken = await stream.read(redis, "writer-9", [keys.stream("EU")], ">", 100, None)
+    # as if writers had died holding it again and again
+    await redis.xclaim(keys.stream("EU"), WRITERS_GROUP, "writer-9", 0, [taken[0].entry_id],
+                       retrycount=5)
+    restarted = make_writer(settings, redis, pg, "writer-9")
+    await restarted.start()
+    assert await restarted.step() == 2
+    assert set(await rows(pg)) == {"calm"}
+    dead = await redis.xrange(keys.dead("EU"))
+    assert [f["user_id"] for _, f in dead] == ["crashy"]
+    assert "delivered 6 times" in dead[0][1]["_error"]
