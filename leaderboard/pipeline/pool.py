@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 from typing import Any
 
@@ -17,7 +18,7 @@ from leaderboard.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 5.0
+MAX_BACKOFF_S = 2.0
 
 
 class Writer:
@@ -84,6 +85,7 @@ class Writer:
         st = self._writer.stats if self._writer else None
         return {
             "consumer": self._consumer,
+            "pid": os.getpid(),
             "paused": not self._paused.is_set(),
             "connected": self._writer is not None,
             "events": st.events if st else 0,

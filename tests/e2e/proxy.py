@@ -1,0 +1,78 @@
+"""A TCP proxy to Redis, on its own thread, that can swallow the reply to one script call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+
+from tests.e2e.servers import free_port
+
+
+class ReplyDroppingProxy:
+    """Forwards bytes both ways; once armed, the next EVALSHA runs on Redis but its reply is lost.
+
+    That is the ambiguous failure a client cannot tell apart from a lost request: the write
+    happened, the client timed out.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self.dropped = 0
+        self._armed = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+
+    def arm(self) -> None:
+        self._armed.set()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        drop_next = asyncio.Event()
+
+        async def client_to_redis() -> None:
+            while data := await reader.read(65536):
+                if self._armed.is_set() and b"EVALSHA" in data.upper():
+                    self._armed.clear()
+                    drop_next.set()
+                up_writer.write(data)
+                await up_writer.drain()
+
+        async def redis_to_client() -> None:
+            while data := await up_reader.read(65536):
+                if drop_next.is_set():
+                    drop_next.clear()
+                    self.dropped += 1
+                    continue
+                writer.write(data)
+                await writer.drain()
+
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            await asyncio.wait([asyncio.ensure_future(client_to_redis()),
+                                asyncio.ensure_future(redis_to_client())],
+                               return_when=asyncio.FIRST_COMPLETED)
+        for w in (writer, up_writer):
+            with contextlib.suppress(OSError):
+                w.close()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

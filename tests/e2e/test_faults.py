@@ -1,0 +1,254 @@
+"""Real faults under write load: nothing acknowledged is lost, Redis and Postgres end equal.
+
+The "faults" app (board "fault") runs on the shared Serve, against a Redis and a Postgres of its
+own that these tests kill and stop, with Redis behind a proxy that can lose a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from leaderboard.keys import WRITERS_GROUP, Keys
+from leaderboard.pipeline.db import ensure_database
+from leaderboard.serve.auth import issue_token
+from tests.e2e.conftest import Service, bearer, deploy
+from tests.e2e.proxy import ReplyDroppingProxy
+from tests.e2e.servers import OwnPostgres, OwnRedis
+
+REGIONS = ["GLOBAL", "ASIA", "EU", "NA"]
+
+
+@dataclass
+class Faults:
+    """The fault app and the servers behind it."""
+
+    app: Service
+    redis: OwnRedis
+    pg: OwnPostgres
+    proxy: ReplyDroppingProxy
+    keys: Keys = field(default_factory=lambda: Keys("fault"))
+
+
+@pytest.fixture(scope="session")
+def faults(service: Service) -> Iterator[Faults]:
+    own_redis, own_pg = OwnRedis(), OwnPostgres()
+    own_redis.start()
+    own_pg.start()
+    proxy = ReplyDroppingProxy(own_redis.port)
+    s = service.settings.model_copy(update={
+        "board": "fault", "redis_url": f"redis://127.0.0.1:{proxy.port}/0",
+        "database_url": None, "pghost": "127.0.0.1", "pgport": own_pg.port, "pguser": "postgres",
+        "pgdatabase": "leaderboard", "writer_pool_size": 2, "writer_claim_idle_ms": 2000,
+        "writer_batch_size": 200, "rate_limits_enabled": False,
+    })
+    asyncio.run(ensure_database(s))
+    try:
+        yield Faults(deploy(s, "faults", "/faults"), own_redis, own_pg, proxy)
+    finally:
+        proxy.close()
+        own_redis.stop()
+        own_pg.destroy()
+
+
+@pytest.fixture
+async def fc(faults: Faults) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=faults.app.base_url, timeout=30,
+                                 limits=httpx.Limits(max_connections=64)) as c:
+        yield c
+
+
+@dataclass
+class Load:
+    """Writes with strictly increasing values per user; what was acknowledged, what was sent."""
+
+    users: list[str]
+    acked: dict[str, int] = field(default_factory=dict)
+    sent: dict[str, int] = field(default_factory=dict)
+    refused: int = 0
+    acknowledged: int = 0
+
+    async def run(self, client: httpx.AsyncClient, faults: Faults, seconds: float,
+                  workers: int = 8) -> None:
+        deadline = time.monotonic() + seconds
+
+        async def worker(mine: list[str]) -> None:
+            tokens = {u: bearer(issue_token(faults.app.settings, u, u, region(u))) for u in mine}
+            i = 0
+            while time.monotonic() < deadline:
+                user = mine[i % len(mine)]
+                i += 1
+                value = self.sent.get(user, 0) + 1
+                self.sent[user] = value
+                try:
+                    r = await client.post("/score/update", json={"score": value},
+                                          headers=tokens[user], timeout=10)
+                except httpx.HTTPError:
+                    self.refused += 1
+                    continue
+                if r.status_code == 200:
+                    assert r.json()["score"] == value
+                    self.acked[user] = value
+                    self.acknowledged += 1
+                else:
+                    assert r.status_code == 503, r.text  # only "unavailable", never a 500
+                    self.refused += 1
+                    await asyncio.sleep(0.05)
+
+        await asyncio.gather(*(worker(self.users[w::workers]) for w in range(workers)))
+
+
+def region(user: str) -> str:
+    return REGIONS[sum(map(ord, user)) % len(REGIONS)]
+
+
+async def drained(faults: Faults, timeout: float = 60) -> float:
+    """Seconds until every shard stream is empty with nothing pending."""
+    r = aioredis.Redis(port=faults.redis.port, decode_responses=True)
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < timeout:
+            backlog = pending = 0
+            for shard in REGIONS:
+                name = faults.keys.stream(shard)
+                backlog += await r.xlen(name)
+                if await r.exists(name):
+                    pending += (await r.xpending(name, WRITERS_GROUP))["pending"]
+            if backlog == 0 and pending == 0:
+                return time.monotonic() - start
+            await asyncio.sleep(0.2)
+    finally:
+        await r.aclose()
+    raise AssertionError(f"not drained after {timeout}s: backlog {backlog}, pending {pending}")
+
+
+async def assert_nothing_lost(faults: Faults, load: Load) -> None:
+    """Every user: Postgres == Redis (score and version) and no acknowledged write missing."""
+    assert load.acknowledged > 0
+    r = aioredis.Redis(port=faults.redis.port, decode_responses=True)
+    pg = await asyncpg.connect(faults.app.settings.dsn())
+    try:
+        rows = {row["user_id"]: row for row in await pg.fetch(
+            "SELECT user_id, score, version FROM leaderboard WHERE user_id = ANY($1)", load.users)}
+        for user, acked in load.acked.items():
+            h = await r.hgetall(faults.keys.user(user))
+            score = int(h["score"])
+            assert acked <= score <= load.sent[user], (user, acked, score)
+            assert (rows[user]["score"], rows[user]["version"]) == (score, int(h["version"]))
+    finally:
+        await r.aclose()
+        await pg.close()
+
+
+def users(tag: str, n: int = 64) -> list[str]:
+    return [f"{tag}-{i:03d}" for i in range(n)]
+
+
+async def writer_pids(client: httpx.AsyncClient, faults: Faults) -> list[int]:
+    admin = bearer(issue_token(faults.app.settings, "ops", "Ops", "GLOBAL", role="admin"))
+    r = await client.get("/admin/writers", headers=admin)
+    assert r.status_code == 200, r.text
+    return [int(w["pid"]) for w in r.json()["writers"]]
+
+
+async def test_writer_killed_mid_batch_loses_nothing(
+    faults: Faults, fc: httpx.AsyncClient
+) -> None:
+    load = Load(users("wk"))
+    victim = (await writer_pids(fc, faults))[0]
+
+    async def kill_later() -> None:
+        await asyncio.sleep(2)
+        os.kill(victim, signal.SIGKILL)
+
+    await asyncio.gather(load.run(fc, faults, 8), kill_later())
+    await drained(faults)
+    await assert_nothing_lost(faults, load)
+    assert victim not in await writer_pids(fc, faults)  # restarted as a new process
+    print(f"writer kill: {load.acknowledged} acknowledged writes checked")
+
+
+async def test_postgres_outage_writes_admitted_then_drained(
+    faults: Faults, fc: httpx.AsyncClient
+) -> None:
+    load = Load(users("pg"))
+    seen: dict[str, object] = {}
+
+    async def outage() -> None:
+        await asyncio.sleep(2)
+        await asyncio.to_thread(faults.pg.stop)
+        await asyncio.sleep(3)
+        health = await fc.get("/health")
+        seen["health"] = (health.status_code, health.json())
+        await asyncio.sleep(15)
+        seen["backlog"] = sum((await fc.get("/health")).json()["backlog"].values())
+        await asyncio.to_thread(faults.pg.start)
+        seen["restarted"] = time.monotonic()
+
+    try:
+        await asyncio.gather(load.run(fc, faults, 21), outage())
+    finally:
+        if "backlog" not in seen:  # the outage did not finish: do not leave Postgres down
+            faults.pg.start()
+    code, body = seen["health"]  # type: ignore[misc]
+    assert code == 503 and body["status"] == "degraded" and body["postgres"] == "unreachable"
+    assert load.refused == 0  # writes kept being admitted while Postgres was down
+    backlog = int(seen["backlog"])  # type: ignore[call-overload]
+    await drained(faults)
+    seconds = time.monotonic() - float(seen["restarted"])  # type: ignore[arg-type]
+    await assert_nothing_lost(faults, load)
+    print(f"postgres outage: {load.acknowledged} acknowledged writes checked; backlog {backlog} "
+          f"drained {seconds:.1f}s after restart ({backlog / seconds:,.0f} events/s, "
+          f"reconnect back-off included)")
+
+
+async def test_redis_kill9_and_restart_loses_no_acknowledged_write(
+    faults: Faults, fc: httpx.AsyncClient
+) -> None:
+    load = Load(users("rk"))
+
+    async def crash() -> None:
+        await asyncio.sleep(3)
+        faults.redis.kill9()
+        await asyncio.sleep(2)
+        faults.redis.start()  # same directory: the AOF is replayed
+
+    await asyncio.gather(load.run(fc, faults, 10), crash())
+    assert load.refused > 0  # some writes met the dead Redis (and were not acknowledged)
+    ok = await fc.post("/score/update", json={"score": 1},
+                       headers=bearer(issue_token(faults.app.settings, "after", "A", "EU")))
+    assert ok.status_code == 200  # reconnected by itself
+    await drained(faults)
+    await assert_nothing_lost(faults, load)
+    print(f"redis kill -9: {load.acknowledged} acknowledged writes checked, "
+          f"{load.refused} refused while down")
+
+
+async def test_lost_reply_retried_with_idempotency_key_applies_once(
+    faults: Faults, fc: httpx.AsyncClient
+) -> None:
+    user = f"idem-{time.monotonic_ns()}"
+    headers = bearer(issue_token(faults.app.settings, user, "I", "EU"))
+    first = await fc.post("/score/add", json={"delta": 5}, headers=headers)
+    assert first.status_code == 200  # warm: the script is loaded on this connection's Redis
+    key = {"Idempotency-Key": f"add-{user}", **headers}
+    faults.proxy.arm()
+    lost = await fc.post("/score/add", json={"delta": 10}, headers=key)
+    assert faults.proxy.dropped >= 1
+    assert lost.status_code == 503  # the client cannot know the add happened
+    retry = await fc.post("/score/add", json={"delta": 10}, headers=key)
+    assert retry.status_code == 200 and retry.headers.get("Idempotent-Replayed") == "true"
+    assert retry.json()["score"] == 15  # applied once, not 25
+    again = await fc.post("/score/add", json={"delta": 10}, headers=key)
+    assert again.json()["score"] == 15
+    rank = await fc.get(f"/rank/{user}", params={"region": "EU"})
+    assert rank.json()["score"] == 15
