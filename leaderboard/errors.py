@@ -12,6 +12,7 @@ LeaderboardError          base: status_code + code
 │   ├── RateLimited       429 a token bucket is empty (scope user, region or auth)
 │   └── QueueFull         429 the shard's backlog reached QUEUE_REJECT_LENGTH
 └── Unavailable           503 Redis, Postgres or a shard actor cannot be reached
+    └── Warming           503 the board is being rebuilt; this write needs the user's old score
 """
 
 from __future__ import annotations
@@ -98,3 +99,10 @@ class QueueFull(TooManyRequests):
 class Unavailable(LeaderboardError):
     status_code = 503
     code = "unavailable"
+
+
+class Warming(Unavailable):
+    code = "warming"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}

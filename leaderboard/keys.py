@@ -8,6 +8,8 @@ Layout for board B (only ``default`` today; seasons/boards fit as more B):
   lb:B:clock          last version handed out (strictly increasing per instance)
   lb:B:bucket:user:U / bucket:region:R / bucket:auth:ADDR   token buckets {t, ts}
   lb:B:idem:U:KEY     the first answer to a write sent with Idempotency-Key KEY
+  lb:B:epoch          marker set once the board is complete; gone = Redis lost its data
+  lb:B:warming        set while the board is rebuilt from Postgres (reads go to Postgres)
 
 Ties: equal scores are ordered by member bytes, and ZREVRANGE walks members in
 descending byte order; the prefix (MAX - reached) is therefore larger for whoever
@@ -62,6 +64,18 @@ class Keys:
     def clock(self) -> str:
         return f"{self.prefix}clock"
 
+    @property
+    def epoch(self) -> str:
+        return f"{self.prefix}epoch"
+
+    @property
+    def warming(self) -> str:
+        return f"{self.prefix}warming"
+
+    @property
+    def rebuild_lock(self) -> str:
+        return f"{self.prefix}rebuild-lock"
+
 
 def member_for(user_id: str, reached: int) -> str:
     """The ZSET member of a user who reached their score at version ``reached``."""
@@ -79,24 +93,29 @@ def user_of(member: str | bytes) -> str:
 # nothing and an admitted one takes exactly one token from each bucket.
 WRITE_SCORE = """
 -- KEYS: 1 user hash, 2 GLOBAL board, 3 region board (= KEYS[2] for GLOBAL users),
---       4 shard stream, 5 clock, 6 user bucket, 7 region bucket, 8 idempotency record
+--       4 shard stream, 5 clock, 6 user bucket, 7 region bucket, 8 idempotency record,
+--       9 epoch, 10 warming (while either says the board is incomplete, the rank is -1)
 -- ARGV: 1 user_id, 2 name, 3 region, 4 mode (set|add|create), 5 value, 6 max |score|,
 --       7 user capacity, 8 user refill per us, 9 region capacity, 10 region refill per us,
 --       11 backlog limit (capacity or limit 0: that check is off),
 --       12 request fingerprint ('' = no idempotency key), 13 idempotency record ttl (s)
--- Returns {'ok', score, version, global rank (0-based), user tokens left (-1: no limit)},
+-- Returns {'ok', score, version, global rank (0-based), user tokens left (-1: no limit), reached},
 --      {'replay', score, version, rank, -1} (the first answer to this idempotency key),
 --      or {'exists'} / {'out_of_range'} / {'queue_full'} / {'rate_limited', scope, retry us}
---      / {'key_reused'} (same key, different request).
+--      / {'key_reused'} (same key, different request) / {'warming'} (an add or create for a user
+--      not yet restored after Redis lost its data: the old score is only in Postgres).
 if ARGV[12] ~= '' then
   local prev = redis.call('HMGET', KEYS[8], 'fp', 'score', 'version', 'rank')
   if prev[1] then
     if prev[1] ~= ARGV[12] then return {'key_reused'} end
-    return {'replay', prev[2], prev[3], tonumber(prev[4]), -1}
+    return {'replay', prev[2], prev[3], tonumber(prev[4]), -1, '0'}
   end
 end
 local cur = redis.call('HMGET', KEYS[1], 'score', 'version', 'member', 'reached')
 local exists = cur[1] ~= false
+if not exists and ARGV[4] ~= 'set' and redis.call('EXISTS', KEYS[9]) == 0 then
+  return {'warming'}
+end
 if ARGV[4] == 'create' and exists then return {'exists'} end
 local old = 0
 if exists then old = tonumber(cur[1]) end
@@ -160,11 +179,12 @@ redis.call('XADD', KEYS[4], '*', 'user_id', ARGV[1], 'name', ARGV[2], 'region', 
 local left = -1
 if ucap > 0 then left = math.floor(utok - 1) end
 local rank = redis.call('ZREVRANK', KEYS[2], member)
+if redis.call('EXISTS', KEYS[9]) == 0 or redis.call('EXISTS', KEYS[10]) == 1 then rank = -1 end
 if ARGV[12] ~= '' then
   redis.call('HSET', KEYS[8], 'fp', ARGV[12], 'score', s, 'version', vs, 'rank', rank)
   redis.call('EXPIRE', KEYS[8], tonumber(ARGV[13]))
 end
-return {'ok', s, vs, rank, left}
+return {'ok', s, vs, rank, left, reached}
 """
 
 # Plain token buckets (sign-up and login limits): take one token from each, or from none.
@@ -212,19 +232,29 @@ local function entries(members, prefix)
 end
 """
 
-TOP = _ENTRIES + """
--- KEYS: 1 board
+# Reads answer 'warming' while the board may be incomplete: Redis lost its data (the epoch
+# marker is gone) or a rebuild from Postgres is running.
+_WARMING = """
+local function warming(epoch, flag)
+  return redis.call('EXISTS', epoch) == 0 or redis.call('EXISTS', flag) == 1
+end
+"""
+
+TOP = _ENTRIES + _WARMING + """
+-- KEYS: 1 board, 2 epoch, 3 warming
 -- ARGV: 1 limit, 2 user hash key prefix
--- Returns {total, uid, name, region, score, uid, ...} in rank order.
+-- Returns {total, uid, name, region, score, uid, ...} in rank order, or 'warming'.
+if warming(KEYS[2], KEYS[3]) then return 'warming' end
 local members = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 local out = entries(members, ARGV[2])
 table.insert(out, 1, redis.call('ZCARD', KEYS[1]))
 return out
 """
 
-RANK = """
--- KEYS: 1 board, 2 user hash
--- Returns {rank0, name, region, score} or false when the user is not on the board.
+RANK = _WARMING + """
+-- KEYS: 1 board, 2 user hash, 3 epoch, 4 warming
+-- Returns {rank0, name, region, score}, false when the user is not on the board, or 'warming'.
+if warming(KEYS[3], KEYS[4]) then return 'warming' end
 local h = redis.call('HMGET', KEYS[2], 'member', 'name', 'region', 'score')
 if not h[1] then return false end
 local r = redis.call('ZREVRANK', KEYS[1], h[1])
@@ -232,10 +262,11 @@ if not r then return false end
 return {r, h[2], h[3], h[4]}
 """
 
-AROUND = _ENTRIES + """
--- KEYS: 1 board, 2 user hash
+AROUND = _ENTRIES + _WARMING + """
+-- KEYS: 1 board, 2 user hash, 3 epoch, 4 warming
 -- ARGV: 1 range, 2 user hash key prefix
--- Returns {self rank0, first rank0, uid, name, region, score, ...} or false.
+-- Returns {self rank0, first rank0, uid, name, region, score, ...}, false, or 'warming'.
+if warming(KEYS[3], KEYS[4]) then return 'warming' end
 local member = redis.call('HGET', KEYS[2], 'member')
 if not member then return false end
 local r = redis.call('ZREVRANK', KEYS[1], member)
@@ -247,4 +278,41 @@ local out = entries(redis.call('ZREVRANGE', KEYS[1], first, r + n), ARGV[2])
 table.insert(out, 1, first)
 table.insert(out, 1, r)
 return out
+"""
+
+# Put events back (a rebuild from Postgres, or a shard's events not yet stored there) without
+# ever overwriting a newer version of the same user.
+RESTORE = """
+-- KEYS: 1 GLOBAL board, 2 clock, 3 stream (used when ARGV[2] == '1')
+-- ARGV: 1 key prefix ('lb:B:'), 2 '1' to append each applied event to the stream again,
+--       then 7 fields per event: user_id, name, region, score, version, reached, ts
+-- Returns the number of events applied.
+local prefix, applied, maxv = ARGV[1], 0, 0
+for i = 3, #ARGV, 7 do
+  local uid, name, region = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local score, version, reached, ts = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local hkey = prefix .. 'user:' .. uid
+  local cur = redis.call('HMGET', hkey, 'version', 'member', 'region')
+  if tonumber(version) > maxv then maxv = tonumber(version) end
+  if (not cur[1]) or tonumber(cur[1]) < tonumber(version) then
+    if cur[2] then
+      redis.call('ZREM', KEYS[1], cur[2])
+      redis.call('ZREM', prefix .. 'board:' .. cur[3], cur[2])
+    end
+    local member = string.format('%016d', 9007199254740991 - tonumber(reached)) .. uid
+    redis.call('ZADD', KEYS[1], score, member)
+    if region ~= 'GLOBAL' then redis.call('ZADD', prefix .. 'board:' .. region, score, member) end
+    redis.call('HSET', hkey, 'name', name, 'region', region, 'score', score, 'version', version,
+      'reached', reached, 'member', member, 'updated_at', ts)
+    if ARGV[2] == '1' then
+      redis.call('XADD', KEYS[3], '*', 'user_id', uid, 'name', name, 'region', region,
+        'score', score, 'version', version, 'reached', reached, 'ts', ts)
+    end
+    applied = applied + 1
+  end
+end
+if maxv > tonumber(redis.call('GET', KEYS[2]) or '0') then
+  redis.call('SET', KEYS[2], string.format('%d', maxv))
+end
+return applied
 """

@@ -6,7 +6,7 @@ from typing import Any
 
 import ray
 
-from leaderboard.actors.shard import RegionShard
+from leaderboard.actors.shard import RegionShardActor
 from leaderboard.settings import Settings
 
 
@@ -21,7 +21,7 @@ def shard_actor_name(settings: Settings, shard: str) -> str:
 
 def ensure_shards(settings: Settings) -> dict[str, Any]:
     """Create (or find) one detached, restartable shard actor per region."""
-    remote_cls = ray.remote(RegionShard)
+    remote_cls = ray.remote(RegionShardActor)
     handles: dict[str, Any] = {}
     for region in settings.region_list:
         shard = shard_for(region)

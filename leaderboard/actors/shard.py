@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Literal
 
 from leaderboard.keys import WRITE_SCORE, Keys
+from leaderboard.pipeline.db import create_pool
+from leaderboard.recovery import BoardGuard, Event, Unstored
 from leaderboard.redis_client import REDIS_DOWN, connect
 from leaderboard.settings import GLOBAL, MAX_SCORE, Settings
 
@@ -29,7 +32,7 @@ class WriteCommand:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What the atomic write script did; ``rank`` is 1-based on GLOBAL.
+    """What the atomic write script did; ``rank`` is 1-based on GLOBAL (0: board warming).
 
     ``remaining`` is the user's tokens left after an admitted write (-1: no user limit);
     ``retry_after_us`` says when a rate-limited write would be admitted.
@@ -37,7 +40,7 @@ class WriteResult:
 
     status: Literal[
         "ok", "replay", "exists", "out_of_range", "queue_full", "rate_limited", "key_reused",
-        "unavailable",
+        "warming", "unavailable",
     ]
     score: int = 0
     version: int = 0
@@ -58,6 +61,8 @@ class RegionShard:
         self._idem_ttl = settings.idempotency_ttl_seconds
         self._redis = connect(settings.redis_url, retries=0)
         self._write = self._redis.register_script(WRITE_SCORE)
+        self._settings = settings
+        self.unstored = Unstored()
 
     async def write(self, cmd: WriteCommand) -> WriteResult:
         """Apply one write; a Redis outage answers ``unavailable``, never a partial write."""
@@ -71,6 +76,8 @@ class RegionShard:
             k.user_bucket(cmd.user_id),
             k.region_bucket(cmd.region),
             k.idempotency(cmd.user_id, cmd.idempotency_key or ""),
+            k.epoch,
+            k.warming,
         ]
         fingerprint = f"{cmd.mode}:{cmd.value}" if cmd.idempotency_key else ""
         args: list[str | int] = [
@@ -86,7 +93,10 @@ class RegionShard:
             return WriteResult("rate_limited", scope=reply[1], retry_after_us=int(reply[2]))
         if reply[0] not in ("ok", "replay"):
             return WriteResult(reply[0])
-        return WriteResult(reply[0], int(reply[1]), int(reply[2]), int(reply[3]) + 1, int(reply[4]))
+        score, version = int(reply[1]), int(reply[2])
+        if reply[0] == "ok":
+            self.unstored.add(Event(cmd.user_id, cmd.name, cmd.region, score, version, int(reply[5])))
+        return WriteResult(reply[0], score, version, int(reply[3]) + 1, int(reply[4]))
 
     async def backlog(self) -> int:
         """Events on this shard's stream not yet stored in Postgres."""
@@ -94,3 +104,32 @@ class RegionShard:
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
+
+
+class RegionShardActor(RegionShard):
+    """The shard as a Ray actor: also guards its board against Redis losing its data."""
+
+    GUARD_INTERVAL_S = 0.5
+
+    async def __init__(self, settings: Settings, shard: str) -> None:  # type: ignore[misc]
+        super().__init__(settings, shard)
+        self._guard = BoardGuard(self._redis, self._keys, shard, self.unstored)
+        self._guard_task = asyncio.create_task(self._guard_loop())
+
+    async def _guard_loop(self) -> None:
+        pg = None
+        while True:
+            try:
+                if pg is None:
+                    pg = await create_pool(self._settings, max_size=2)
+                await self._guard.check(pg)
+                await self.unstored.confirm(pg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis or Postgres away: look again shortly
+                log.warning("shard %s: board guard: %r", self._shard, exc)
+            await asyncio.sleep(self.GUARD_INTERVAL_S)
+
+    async def unstored_count(self) -> int:
+        """Writes of this shard that Postgres may not hold yet."""
+        return len(self.unstored)

@@ -28,6 +28,7 @@ from leaderboard.errors import (
     ScoreOutOfRange,
     Unauthorized,
     Unavailable,
+    Warming,
 )
 from leaderboard.keys import TAKE_TOKENS, Keys
 from leaderboard.models import (
@@ -131,6 +132,8 @@ class Gateway:
             "region": claims.region,
             "score": result.score,
         }
+        if result.rank == 0:  # the board is being rebuilt: no rank rather than a wrong one
+            entry.update(rank=None, warming=True)
         response = json_response(entry, 201 if mode == "create" else 200)
         if result.status == "replay":
             response.headers["Idempotent-Replayed"] = "true"
@@ -158,6 +161,8 @@ class Gateway:
             raise Unavailable("Redis is unreachable")
         if result.status == "rate_limited":
             raise RateLimited(result.scope, math.ceil(result.retry_after_us / 1e6))
+        if result.status == "warming":
+            raise Warming("the board is being rebuilt from Postgres; retry in a second")
         if result.status == "key_reused":
             raise KeyReused("this Idempotency-Key was used for a different request")
         if result.status == "queue_full":
@@ -340,20 +345,21 @@ class Gateway:
     @api.get("/health")
     async def health(self) -> JSONResponse:
         """Each component's state; 503 when Redis or Postgres cannot be reached."""
-        redis_state, backlog, dead = await self._redis_health()
+        redis_state, backlog, dead, warming = await self._redis_health()
         pg_state = await self._pg_health()
         ok = redis_state == "ok" and pg_state == "ok"
         body = {
             "status": "ok" if ok else "degraded",
             "redis": redis_state,
             "postgres": pg_state,
+            "warming": warming,
             "backlog": backlog,
             "dead_letters": dead,
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    async def _redis_health(self) -> tuple[str, dict[str, int], dict[str, int]]:
-        """Redis state, and per shard the backlog and the dead-lettered events."""
+    async def _redis_health(self) -> tuple[str, dict[str, int], dict[str, int], bool]:
+        """Redis state, per shard the backlog and the dead letters, and whether it is warming."""
         shards = sorted({shard_for(region) for region in self._shards})
         try:
             async with asyncio.timeout(2):
@@ -361,11 +367,14 @@ class Gateway:
                     for shard in shards:
                         pipe.xlen(self._keys.stream(shard))
                         pipe.xlen(self._keys.dead(shard))
-                    lengths = [int(n) for n in await pipe.execute()]
+                    pipe.exists(self._keys.epoch)
+                    pipe.exists(self._keys.warming)
+                    *counts, epoch, flag = [int(n) for n in await pipe.execute()]
         except (TimeoutError, *REDIS_DOWN):
-            return "unreachable", {}, {}
-        backlog = dict(zip(shards, lengths[0::2], strict=True))
-        return "ok", backlog, dict(zip(shards, lengths[1::2], strict=True))
+            return "unreachable", {}, {}, False
+        backlog = dict(zip(shards, counts[0::2], strict=True))
+        dead = dict(zip(shards, counts[1::2], strict=True))
+        return "ok", backlog, dead, bool(flag) or not epoch
 
     async def _pg_health(self) -> str:
         try:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
 from leaderboard.errors import Unavailable
 from leaderboard.keys import AROUND, RANK, TOP, Keys
+from leaderboard.pipeline.db import create_pool
 from leaderboard.redis_client import REDIS_DOWN, connect
+from leaderboard.serve.pg_ranks import PostgresRanks
 from leaderboard.settings import Settings
 
 Entry = dict[str, Any]
+WARMING = "warming"
 
 
 def entries_from(flat: list[Any], first_rank: int) -> list[Entry]:
@@ -30,27 +35,38 @@ class Ranker:
     """Answers reads with one Lua script call each; ranks are 1-based and exact."""
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._keys = Keys(settings.board)
         self._redis = connect(settings.redis_url)
+        self._pg: PostgresRanks | None = None
         self._top = self._redis.register_script(TOP)
         self._rank = self._redis.register_script(RANK)
         self._around = self._redis.register_script(AROUND)
 
     async def top(self, region: str, limit: int) -> dict[str, Any]:
-        reply = await self._call(self._top, [self._keys.board(region)], [limit, self._keys.user("")])
+        k = self._keys
+        reply = await self._call(
+            self._top, [k.board(region), k.epoch, k.warming], [limit, k.user("")])
+        if reply == WARMING:
+            return await (await self._postgres()).top(region, limit)
         return {"region": region, "entries": entries_from(reply[1:], 1), "total": int(reply[0])}
 
     async def rank(self, region: str, user_id: str) -> Entry | None:
         k = self._keys
-        reply = await self._call(self._rank, [k.board(region), k.user(user_id)], [])
+        reply = await self._call(
+            self._rank, [k.board(region), k.user(user_id), k.epoch, k.warming], [])
+        if reply == WARMING:
+            return await (await self._postgres()).rank(region, user_id)
         if not reply:
             return None
         return entries_from([user_id, *reply[1:]], int(reply[0]) + 1)[0]
 
     async def around(self, region: str, user_id: str, span: int) -> dict[str, Any] | None:
         k = self._keys
-        keys = [k.board(region), k.user(user_id)]
+        keys = [k.board(region), k.user(user_id), k.epoch, k.warming]
         reply = await self._call(self._around, keys, [span, k.user("")])
+        if reply == WARMING:
+            return await (await self._postgres()).around(region, user_id, span)
         if not reply:
             return None
         me, first = int(reply[0]) + 1, int(reply[1]) + 1
@@ -60,6 +76,15 @@ class Ranker:
             "self": next(e for e in ranked if e["rank"] == me),
             "around": [e for e in ranked if e["rank"] != me],
         }
+
+    async def _postgres(self) -> PostgresRanks:
+        """The durable record, for reads while the board is warming."""
+        if self._pg is None:
+            try:
+                self._pg = PostgresRanks(await create_pool(self._settings))
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise Unavailable("board warming and Postgres unreachable") from exc
+        return self._pg
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

@@ -49,7 +49,8 @@ def deploy(settings: Settings, name: str, prefix: str) -> Service:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+            health = httpx.get(f"{base}/health", timeout=2)
+            if health.status_code == 200 and health.json()["warming"] is False:
                 break
         except httpx.HTTPError:
             pass
@@ -77,6 +78,20 @@ def service(settings: Settings) -> Iterator[Service]:
 
 
 @pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """The test Redis index as the running app sees it (not emptied: see ``clean``)."""
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def pg(pg_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """The test database as the running app sees it (not emptied: see ``clean``)."""
+    return pg_pool
+
+
+@pytest.fixture
 async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(base_url=service.base_url, timeout=30, limits=limits) as c:
@@ -85,13 +100,48 @@ async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def clean(service: Service, redis: aioredis.Redis, pg: asyncpg.Pool) -> AsyncIterator[None]:
-    """Empty boards, streams and tables (writers paused meanwhile so nothing old lands after)."""
+    """Empty boards, streams and tables.
+
+    First everything earlier tests wrote reaches Postgres (so no shard replays it later), then
+    the writers pause, both stores are emptied, and the board is rebuilt (empty) by its guard.
+    """
+    await wait_drained(redis, service.settings)
+    await wait_stored(service)
     await service.pause_writers()
-    await asyncio.sleep(0.1)
-    await redis.flushdb()
     await pg.execute("TRUNCATE leaderboard, credentials")
+    await redis.flushdb()
     await service.resume_writers()
+    await wait_warm(service)
     yield
+
+
+async def wait_stored(service: Service, timeout: float = 30) -> None:
+    """Until no shard holds a write that Postgres may lack."""
+    import ray
+
+    from leaderboard.actors.router import shard_actor_name
+
+    s = service.settings
+    shards = [ray.get_actor(shard_actor_name(s, r), namespace=s.ray_namespace)
+              for r in s.region_list]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(await asyncio.gather(*(h.unstored_count.remote() for h in shards))) == 0:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("shards still hold writes Postgres lacks")
+
+
+async def wait_warm(service: Service, timeout: float = 30) -> None:
+    """Until /health says the board is complete (not warming)."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=service.base_url, timeout=5) as c:
+        while time.monotonic() < deadline:
+            body = (await c.get("/health")).json()
+            if body.get("warming") is False:
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError("board still warming")
 
 
 def uid(prefix: str = "u") -> str:

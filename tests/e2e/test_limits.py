@@ -14,10 +14,16 @@ import pytest
 import redis.asyncio as aioredis
 
 from leaderboard.keys import Keys
+from leaderboard.pipeline.db import ensure_database
 from leaderboard.serve.auth import issue_token
 from tests.e2e.conftest import Service, bearer, deploy, uid, wait_drained
 
 QUEUE_LIMIT = 40
+
+
+def s_db(service: Service, board: str) -> str:
+    """Each board has a database of its own (the durable record is per board)."""
+    return f"{service.settings.database_name()}_{board}"
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +35,9 @@ def limited(service: Service) -> Service:
         "region_rate_limit_per_sec": 20000, "queue_reject_length": QUEUE_LIMIT,
         "auth_rate_limit_count": 5, "auth_rate_limit_window": 60.0,
         "auth_rate_limit_global_per_sec": 1000,
+        "pgdatabase": s_db(service, "rl"),
     })
+    asyncio.run(ensure_database(s))
     return deploy(s, "limited", "/rl")
 
 
@@ -41,7 +49,9 @@ def refilling(service: Service) -> Service:
         "rate_limits_enabled": True, "user_rate_limit_count": 4, "user_rate_limit_window": 2.0,
         "region_rate_limit_per_sec": 10, "queue_reject_length": 0, "auth_rate_limit_count": 0,
         "auth_rate_limit_global_per_sec": 0,
+        "pgdatabase": s_db(service, "rf"),
     })
+    asyncio.run(ensure_database(s))
     return deploy(s, "refilling", "/rf")
 
 
@@ -112,7 +122,7 @@ async def test_admin_endpoints_need_an_admin_token(limited: Service, rl: httpx.A
 
 
 async def test_backlog_limit_per_shard_then_drain_loses_nothing(
-    limited: Service, rl: httpx.AsyncClient, redis: aioredis.Redis, pg_pool: asyncpg.Pool
+    limited: Service, rl: httpx.AsyncClient, redis: aioredis.Redis
 ) -> None:
     admin = bearer(token(limited, "ops", "GLOBAL", "admin"))
     keys = Keys("rl")
@@ -141,8 +151,12 @@ async def test_backlog_limit_per_shard_then_drain_loses_nothing(
                           headers=bearer(token(limited, uid("after"))))
     assert again.status_code == 200
     admitted = users[:QUEUE_LIMIT]
-    rows = await pg_pool.fetch("SELECT user_id, score FROM leaderboard WHERE user_id = ANY($1)",
-                               users)
+    pg = await asyncpg.connect(limited.settings.dsn())
+    try:
+        rows = await pg.fetch("SELECT user_id, score FROM leaderboard WHERE user_id = ANY($1)",
+                              users)
+    finally:
+        await pg.close()
     assert {r["user_id"]: r["score"] for r in rows} == {u: i for i, u in enumerate(admitted)}
 
 

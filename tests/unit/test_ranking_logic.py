@@ -99,7 +99,8 @@ async def test_top(ranker: Ranker) -> None:
             {"rank": 2, "user_id": "b", "name": "B", "region": "NA", "score": 8},
         ],
     }
-    assert ranker._top.calls == [(["lb:b1:board:GLOBAL"], [2, "lb:b1:user:"])]  # type: ignore[attr-defined]
+    assert ranker._top.calls == [(["lb:b1:board:GLOBAL", "lb:b1:epoch", "lb:b1:warming"],
+                                  [2, "lb:b1:user:"])]  # type: ignore[attr-defined]
 
 
 async def test_top_of_empty_board(ranker: Ranker) -> None:
@@ -111,7 +112,8 @@ async def test_rank_is_one_based(ranker: Ranker) -> None:
     ranker._rank = FakeScript([0, "Alice", "EU", "100"])  # type: ignore[attr-defined]
     assert await ranker.rank("EU", "alice") == {
         "rank": 1, "user_id": "alice", "name": "Alice", "region": "EU", "score": 100}
-    assert ranker._rank.calls[0][0] == ["lb:b1:board:EU", "lb:b1:user:alice"]  # type: ignore[attr-defined]
+    assert ranker._rank.calls[0][0] == ["lb:b1:board:EU", "lb:b1:user:alice", "lb:b1:epoch",
+                                        "lb:b1:warming"]  # type: ignore[attr-defined]
 
 
 async def test_rank_absent_user(ranker: Ranker) -> None:

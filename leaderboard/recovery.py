@@ -1,0 +1,170 @@
+"""Redis losing its data: detect it at once, replay what Postgres lacks, rebuild from Postgres.
+
+Each board carries an epoch marker in Redis. A missing marker means Redis was emptied (a restart
+without persistence, a flush, a failover to an empty replica): reads then answer from Postgres
+and say ``warming``, each shard replays the events it wrote that Postgres has not stored yet,
+and one shard rebuilds the boards from Postgres in chunks, never overwriting a newer version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from leaderboard.keys import RESTORE, Keys
+from leaderboard.settings import GLOBAL
+
+log = logging.getLogger(__name__)
+
+Row = Sequence[str | int]  # user_id, name, region, score, version, reached, ts
+SCRIPT_ROWS = 1000
+LOCK_MS = 300_000
+
+SELECT_CHUNK = """
+SELECT user_id, name, region, score, version, reached,
+       (extract(epoch FROM updated_at) * 1000)::bigint AS ts
+FROM leaderboard WHERE user_id > $1 ORDER BY user_id LIMIT $2
+"""
+
+
+async def restore(
+    redis: aioredis.Redis, keys: Keys, rows: Iterable[Row], stream: str | None = None
+) -> int:
+    """Apply rows where Redis has no newer version; with ``stream``, append them there too."""
+    script = redis.register_script(RESTORE)
+    applied = 0
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == SCRIPT_ROWS:
+            applied += await _restore_batch(script, keys, batch, stream)
+            batch = []
+    if batch:
+        applied += await _restore_batch(script, keys, batch, stream)
+    return applied
+
+
+async def _restore_batch(script: object, keys: Keys, rows: list[Row], stream: str | None) -> int:
+    args: list[str | int] = [keys.prefix, "1" if stream else "0"]
+    for row in rows:
+        args.extend(row)
+    result = await script(  # type: ignore[operator]
+        keys=[keys.board(GLOBAL), keys.clock, stream or keys.stream(GLOBAL)], args=args
+    )
+    return int(result)
+
+
+async def rebuild_from_postgres(
+    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, chunk: int = 10_000
+) -> int:
+    """Every row of the durable record into the boards, keyset-paginated by user_id."""
+    applied, last = 0, ""
+    pending: asyncio.Task[int] | None = None
+    while True:
+        rows = await pg.fetch(SELECT_CHUNK, last, chunk)
+        if pending is not None:
+            applied += await pending  # Redis applies one chunk while Postgres reads the next
+        if not rows:
+            return applied
+        last = rows[-1]["user_id"]
+        pending = asyncio.create_task(restore(redis, keys, [tuple(r) for r in rows]))
+
+
+@dataclass(frozen=True)
+class Event:
+    """A write this shard made, kept until Postgres has it (or a newer version)."""
+
+    user_id: str
+    name: str
+    region: str
+    score: int
+    version: int
+    reached: int
+
+    def row(self) -> Row:
+        return (self.user_id, self.name, self.region, self.score, self.version, self.reached,
+                self.version // 1000)
+
+
+class Unstored:
+    """The latest write of each user that Postgres may not have yet."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, Event] = {}
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def add(self, event: Event) -> None:
+        cur = self._events.get(event.user_id)
+        if cur is None or event.version > cur.version:
+            self._events[event.user_id] = event
+
+    def events(self) -> list[Event]:
+        return list(self._events.values())
+
+    async def confirm(self, pg: asyncpg.Pool) -> int:
+        """Forget the events Postgres holds (at that version or newer); returns how many."""
+        if not self._events:
+            return 0
+        snapshot = dict(self._events)
+        rows = await pg.fetch(
+            "SELECT user_id, version FROM leaderboard WHERE user_id = ANY($1)", list(snapshot)
+        )
+        stored = {r["user_id"]: r["version"] for r in rows}
+        done = [u for u, e in snapshot.items() if stored.get(u, 0) >= e.version]
+        for user in done:
+            if self._events.get(user) is snapshot[user]:
+                del self._events[user]
+        return len(done)
+
+
+class BoardGuard:
+    """Per shard: notices a lost board, replays its unstored events, rebuilds if elected."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, shard: str, unstored: Unstored) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._stream = keys.stream(shard)
+        self._unstored = unstored
+        self._me = f"{shard}-{uuid.uuid4().hex[:8]}"
+        self._seen_epoch: str | None = None
+
+    async def check(self, pg: asyncpg.Pool) -> str:
+        """One look at the marker: 'ok', 'replayed' (another shard rebuilt), 'rebuilt', 'waiting'."""
+        k, r = self._keys, self._redis
+        epoch = await r.get(k.epoch)
+        if epoch is not None:
+            first_look, changed = self._seen_epoch is None, str(epoch) != self._seen_epoch
+            self._seen_epoch = str(epoch)
+            if changed and not first_look:  # lost and rebuilt before we looked: replay ours
+                await self._replay()
+                return "replayed"
+            return "ok"
+        await r.set(k.warming, self._me)
+        await self._replay()
+        if not await r.set(k.rebuild_lock, self._me, nx=True, px=LOCK_MS):
+            return "waiting"
+        try:
+            rows = await rebuild_from_postgres(r, pg, k)
+            new_epoch = uuid.uuid4().hex
+            await r.set(k.epoch, new_epoch)
+            self._seen_epoch = new_epoch
+            await r.delete(k.warming)
+            log.warning("board %s rebuilt from Postgres: %d users", k.board_name, rows)
+        finally:
+            if await r.get(k.rebuild_lock) == self._me:
+                await r.delete(k.rebuild_lock)
+        return "rebuilt"
+
+    async def _replay(self) -> None:
+        events = self._unstored.events()
+        if events:
+            n = await restore(self._redis, self._keys, [e.row() for e in events], self._stream)
+            log.warning("replayed %d of %d events Postgres did not have yet", n, len(events))

@@ -1,0 +1,81 @@
+"""Reads answered from Postgres while a board is warming (Redis lost its data, rebuild running).
+
+Same order as the Redis boards: score descending, then whoever reached the score first (the
+``reached`` version), then user_id descending; ranks are exact for what Postgres holds. The
+``(region, score DESC)`` and ``score DESC`` indexes serve top-N and the rank counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from leaderboard.settings import GLOBAL
+
+ORDER = "ORDER BY score DESC, reached ASC, user_id DESC"
+AHEAD = "(score > $2 OR (score = $2 AND (reached < $3 OR (reached = $3 AND user_id > $4))))"
+
+
+def _where(region: str, n: int) -> str:
+    """Rows of a board: all of them for GLOBAL, one region otherwise (as parameter $n)."""
+    return "TRUE" if region == GLOBAL else f"region = ${n}"
+
+
+def _entry(row: asyncpg.Record, rank: int) -> dict[str, Any]:
+    return {"rank": rank, "user_id": row["user_id"], "name": row["name"],
+            "region": row["region"], "score": row["score"]}
+
+
+class PostgresRanks:
+    """top / rank / around over the durable record, each marked ``"warming": true``."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pg = pool
+
+    async def top(self, region: str, limit: int) -> dict[str, Any]:
+        params: list[Any] = [limit] if region == GLOBAL else [limit, region]
+        rows = await self._pg.fetch(
+            f"SELECT user_id, name, region, score FROM leaderboard WHERE {_where(region, 2)} "
+            f"{ORDER} LIMIT $1", *params)
+        total = await self._pg.fetchval(
+            f"SELECT count(*) FROM leaderboard WHERE {_where(region, 1)}",
+            *([] if region == GLOBAL else [region]))
+        return {"region": region, "entries": [_entry(r, i + 1) for i, r in enumerate(rows)],
+                "total": int(total), "warming": True}
+
+    async def _me(self, region: str, user_id: str) -> tuple[asyncpg.Record, int] | None:
+        me = await self._pg.fetchrow(
+            "SELECT user_id, name, region, score, reached FROM leaderboard WHERE user_id = $1",
+            user_id)
+        if me is None or (region != GLOBAL and me["region"] != region):
+            return None
+        params: list[Any] = [region, me["score"], me["reached"], user_id]
+        where = "TRUE" if region == GLOBAL else "region = $1"
+        ahead = await self._pg.fetchval(
+            f"SELECT count(*) FROM leaderboard WHERE ($1::text IS NOT NULL) AND {where} AND {AHEAD}",
+            *params)
+        return me, int(ahead) + 1
+
+    async def rank(self, region: str, user_id: str) -> dict[str, Any] | None:
+        found = await self._me(region, user_id)
+        if found is None:
+            return None
+        me, rank = found
+        return {**_entry(me, rank), "warming": True}
+
+    async def around(self, region: str, user_id: str, span: int) -> dict[str, Any] | None:
+        found = await self._me(region, user_id)
+        if found is None:
+            return None
+        me, rank = found
+        first = max(1, rank - span)
+        params: list[Any] = [first - 1, rank + span - first + 1]
+        if region != GLOBAL:
+            params.append(region)
+        rows = await self._pg.fetch(
+            f"SELECT user_id, name, region, score FROM leaderboard WHERE {_where(region, 3)} "
+            f"{ORDER} OFFSET $1 LIMIT $2", *params)
+        ranked = [_entry(r, first + i) for i, r in enumerate(rows)]
+        return {"region": region, "self": _entry(me, rank),
+                "around": [e for e in ranked if e["user_id"] != user_id], "warming": True}
