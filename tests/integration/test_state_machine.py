@@ -150,12 +150,13 @@ class LeaderboardMachine(RuleBasedStateMachine):
         self.settings = Settings()  # type: ignore[call-arg]
         assert self.settings.redis_url.rsplit("/", 1)[-1] not in ("", "0"), "not Redis index 0"
         assert not self.settings.limits().user.enabled, "rate limits must be off in tests"
+        self.keys = Keys(self.settings.board)
         flush = redis_sync.Redis.from_url(self.settings.redis_url)
         try:
             flush.flushdb()
+            flush.set(self.keys.epoch, "test")  # the board is complete (as in tests/conftest.py)
         finally:
             flush.close()
-        self.keys = Keys(self.settings.board)
         self.loop = asyncio.new_event_loop()
         self.shards: dict[str, RegionShard] = {}
         self.ranker: Ranker = self.run(self._make())
@@ -229,13 +230,16 @@ class LeaderboardMachine(RuleBasedStateMachine):
                                cmd.idempotency_key)
         self.do_write(cmd)
 
-    @rule(cmd=sent, mode=MODES, data=st.data())
-    def reuse_key(self, cmd: WriteCommand, mode: str, data: st.DataObject) -> None:
-        """The same user and key with another request."""
-        value = data.draw(value_for(mode))
-        if (mode, value) == (cmd.mode, cmd.value):
-            value += 1
-        self.do_write(WriteCommand(cmd.user_id, cmd.name, cmd.region, mode, value,  # type: ignore[arg-type]
+    @rule(cmd=sent, change=st.sampled_from(["mode", "value", "both"]), data=st.data())
+    def reuse_key(self, cmd: WriteCommand, change: str, data: st.DataObject) -> None:
+        """The same user and key with another request: another mode, value, or both."""
+        mode: Any = cmd.mode
+        value = cmd.value
+        if change != "value":
+            mode = data.draw(st.sampled_from([m for m in ("set", "add", "create") if m != mode]))
+        if change != "mode":
+            value = data.draw(value_for(mode).filter(lambda v: v != cmd.value))
+        self.do_write(WriteCommand(cmd.user_id, cmd.name, cmd.region, mode, value,
                                    cmd.idempotency_key))
 
     @rule(cmd=consumes(sent), data=st.data())

@@ -112,3 +112,13 @@ async def test_old_member_removed_when_score_changes(
     assert await redis.zcard(keys.board("GLOBAL")) == 1
     user = await redis.hgetall(keys.user("mo"))
     assert user["member"] == member_for("mo", int(user["reached"]))
+
+
+async def test_values_beyond_the_exact_range_are_refused_before_redis(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    shard = RegionShard(settings, "EU")
+    await shard.write(cmd("big", "set", MAX_SCORE))
+    # -(2^53 + 1) is not a double: the script would compute -1 instead of -2
+    assert (await shard.write(cmd("big", "add", -(2**53 + 1)))).status == "out_of_range"
+    assert await redis.hget(Keys(settings.board).user("big"), "score") == str(MAX_SCORE)
