@@ -120,8 +120,10 @@ if ARGV[4] == 'create' and exists then return {'exists'} end
 local old = 0
 if exists then old = tonumber(cur[1]) end
 local new = tonumber(ARGV[5])
-if ARGV[4] == 'add' then new = old + new end
 local maxabs = tonumber(ARGV[6])
+-- beyond 2^53 - 1 a double no longer holds every integer, so the sum below could round
+if math.abs(new) > maxabs then return {'out_of_range'} end
+if ARGV[4] == 'add' then new = old + new end
 if new > maxabs or new < -maxabs then return {'out_of_range'} end
 local limit = tonumber(ARGV[11])
 if limit > 0 and redis.call('XLEN', KEYS[4]) >= limit then return {'queue_full'} end

@@ -66,8 +66,6 @@ class RegionShard:
 
     async def write(self, cmd: WriteCommand) -> WriteResult:
         """Apply one write; a Redis outage answers ``unavailable``, never a partial write."""
-        if abs(cmd.value) > MAX_SCORE:  # beyond this, the script's doubles would round
-            return WriteResult("out_of_range")
         k = self._keys
         keys = [
             k.user(cmd.user_id),
