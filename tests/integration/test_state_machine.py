@@ -129,6 +129,8 @@ class Model:
         cur = self.entries.get(cmd.user_id)
         if cmd.mode == "create" and cur is not None:
             return "exists", None
+        if abs(cmd.value) > MAX_SCORE:  # no exact double: refused even as an add delta
+            return "out_of_range", None
         new = (cur.score if cur else 0) + cmd.value if cmd.mode == "add" else cmd.value
         if abs(new) > MAX_SCORE:
             return "out_of_range", None
