@@ -108,6 +108,10 @@ class Settings(StoreSettings):
 
     idempotency_ttl_seconds: int = Field(86400, ge=1, alias="IDEMPOTENCY_TTL_SECONDS")
 
+    batch_max_size: int = Field(256, ge=1, le=10000, alias="BATCH_MAX_SIZE")
+    batch_max_inflight: int = Field(2, ge=1, le=64, alias="BATCH_MAX_INFLIGHT")
+    batch_max_wait_ms: float = Field(0.0, ge=0, le=1000, alias="BATCH_MAX_WAIT_MS")
+
     gateway_replicas: int = Field(1, ge=1, alias="GATEWAY_REPLICAS")
     ranking_min_replicas: int = Field(1, ge=1, alias="RANKING_MIN_REPLICAS")
     ranking_max_replicas: int = Field(2, ge=1, alias="RANKING_MAX_REPLICAS")

@@ -66,6 +66,27 @@ class RegionShard:
 
     async def write(self, cmd: WriteCommand) -> WriteResult:
         """Apply one write; a Redis outage answers ``unavailable``, never a partial write."""
+        return (await self.write_many([cmd]))[0]
+
+    async def write_many(self, cmds: list[WriteCommand]) -> list[WriteResult]:
+        """Apply writes in order, one atomic script each, in one Redis round trip."""
+        try:
+            if len(cmds) == 1:
+                keys, args = self._script_call(cmds[0])
+                replies = [await self._write(keys=keys, args=args)]
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for cmd in cmds:
+                        keys, args = self._script_call(cmd)
+                        await self._write(keys=keys, args=args, client=pipe)
+                    replies = await pipe.execute()
+        except REDIS_DOWN as exc:
+            log.warning("shard %s: Redis unreachable: %s", self._shard, exc)
+            return [WriteResult("unavailable") for _ in cmds]
+        return [self._result(cmd, reply) for cmd, reply in zip(cmds, replies, strict=True)]
+
+    def _script_call(self, cmd: WriteCommand) -> tuple[list[str], list[str | int]]:
+        """The write script's KEYS and ARGV for one command."""
         k = self._keys
         keys = [
             k.user(cmd.user_id),
@@ -84,19 +105,18 @@ class RegionShard:
             cmd.user_id, cmd.name, cmd.region, cmd.mode, cmd.value, MAX_SCORE, *self._limit_args,
             fingerprint, self._idem_ttl,
         ]
-        try:
-            reply = await self._write(keys=keys, args=args)
-        except REDIS_DOWN as exc:
-            log.warning("shard %s: Redis unreachable: %s", self._shard, exc)
-            return WriteResult("unavailable")
-        if reply[0] == "rate_limited":
-            return WriteResult("rate_limited", scope=reply[1], retry_after_us=int(reply[2]))
-        if reply[0] not in ("ok", "replay"):
-            return WriteResult(reply[0])
+        return keys, args
+
+    def _result(self, cmd: WriteCommand, reply: list[str | int]) -> WriteResult:
+        status = str(reply[0])
+        if status == "rate_limited":
+            return WriteResult("rate_limited", scope=str(reply[1]), retry_after_us=int(reply[2]))
+        if status not in ("ok", "replay"):
+            return WriteResult(status)  # type: ignore[arg-type]
         score, version = int(reply[1]), int(reply[2])
-        if reply[0] == "ok":
+        if status == "ok":
             self.unstored.add(Event(cmd.user_id, cmd.name, cmd.region, score, version, int(reply[5])))
-        return WriteResult(reply[0], score, version, int(reply[3]) + 1, int(reply[4]))
+        return WriteResult(status, score, version, int(reply[3]) + 1, int(reply[4]))  # type: ignore[arg-type]
 
     async def backlog(self) -> int:
         """Events on this shard's stream not yet stored in Postgres."""

@@ -48,6 +48,8 @@ from leaderboard.models import (
 from leaderboard.pipeline.db import create_pool
 from leaderboard.redis_client import REDIS_DOWN, connect
 from leaderboard.serve import auth, http_errors
+from leaderboard.serve.batching import MicroBatcher
+from leaderboard.serve.ranking import ReadRequest
 from leaderboard.settings import GLOBAL, Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,16 @@ class Gateway:
         self._ranker = ranker
         self._shards = shards
         self._writers = writers
+        size, wait = settings.batch_max_size, settings.batch_max_wait_ms / 1000
+        self._shard_batchers = {
+            region: MicroBatcher(self._shard_sender(handle), max_size=size, max_wait_s=wait,
+                                 max_inflight=settings.batch_max_inflight)
+            for region, handle in shards.items()
+        }
+        # reads may spread over every ranking replica
+        inflight = settings.batch_max_inflight * settings.ranking_max_replicas
+        self._reads: MicroBatcher[ReadRequest, Any] = MicroBatcher(
+            self._read_sender, max_size=size, max_wait_s=wait, max_inflight=inflight)
         self._limits = settings.limits()
         self._regions = set(settings.region_list)
         self._keys = Keys(settings.board)
@@ -100,6 +112,18 @@ class Gateway:
         self._dummy_hash = auth.hash_password("not-a-real-password", settings.password_scrypt_n)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _shard_sender(handle: Any) -> Any:
+        async def send(cmds: list[WriteCommand]) -> list[WriteResult]:
+            results: list[WriteResult] = await handle.write_many.remote(cmds)
+            return results
+
+        return send
+
+    async def _read_sender(self, requests: list[ReadRequest]) -> list[Any]:
+        results: list[Any] = await self._ranker.read_many.remote(requests)
+        return results
 
     async def _db(self) -> asyncpg.Pool:
         if self._pg is None:
@@ -149,7 +173,7 @@ class Gateway:
             raise BadRequest(f"region {claims.region!r} of this token is not served")
         cmd = WriteCommand(claims.sub, claims.name, claims.region, mode, value, key)
         try:
-            result: WriteResult = await self._shards[claims.region].write.remote(cmd)
+            result: WriteResult = await self._shard_batchers[claims.region].submit(cmd)
         except RayError as exc:
             log.warning("shard %s unavailable: %s", claims.region, exc)
             raise Unavailable(f"shard {claims.region} is restarting; retry shortly") from exc
@@ -190,9 +214,9 @@ class Gateway:
         if self._claims(authorization).role != "admin":
             raise Forbidden("this endpoint needs a token with role admin")
 
-    async def _read(self, call: Any) -> Any:
+    async def _read(self, request: ReadRequest) -> Any:
         try:
-            return await call
+            return await self._reads.submit(request)
         except LeaderboardError:
             raise
         except RayError as exc:
@@ -289,13 +313,13 @@ class Gateway:
     ) -> Response:
         """The board's first ``limit`` entries and its size."""
         board = self._region(region)
-        return json_response(await self._read(self._ranker.top.remote(board, limit)))
+        return json_response(await self._read(("top", board, limit, "")))
 
     @api.get("/rank/{user_id}", response_model=RankEntry)
     async def rank(self, user_id: UserIdPath, region: RegionQuery = GLOBAL) -> Response:
         """A user's exact rank on a board; 404 when they are not on it."""
         board = self._region(region)
-        entry = await self._read(self._ranker.rank.remote(board, user_id))
+        entry = await self._read(("rank", board, 0, user_id))
         if entry is None:
             raise NotFound(f"user {user_id!r} is not on the {board} board")
         return json_response(entry)
@@ -309,7 +333,7 @@ class Gateway:
     ) -> Response:
         """Up to ``range`` entries above and below a user (the user is in ``self``)."""
         board = self._region(region)
-        result = await self._read(self._ranker.around.remote(board, user_id, span))
+        result = await self._read(("around", board, span, user_id))
         if result is None:
             raise NotFound(f"user {user_id!r} is not on the {board} board")
         return json_response(result)

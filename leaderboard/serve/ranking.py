@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,8 @@ from leaderboard.serve.pg_ranks import PostgresRanks
 from leaderboard.settings import Settings
 
 Entry = dict[str, Any]
+# (kind: top | rank | around, region, limit or span, user_id)
+ReadRequest = tuple[str, str, int, str]
 WARMING = "warming"
 
 
@@ -76,6 +79,21 @@ class Ranker:
             "self": next(e for e in ranked if e["rank"] == me),
             "around": [e for e in ranked if e["rank"] != me],
         }
+
+    async def read_many(self, requests: list[ReadRequest]) -> list[Any]:
+        """Answer a group of reads; identical requests in the group share one answer."""
+        distinct = list(dict.fromkeys(requests))
+        answers = await asyncio.gather(*(self._read(r) for r in distinct))
+        by_request = dict(zip(distinct, answers, strict=True))
+        return [by_request[r] for r in requests]
+
+    async def _read(self, request: ReadRequest) -> Any:
+        kind, region, arg, user_id = request
+        if kind == "top":
+            return await self.top(region, arg)
+        if kind == "rank":
+            return await self.rank(region, user_id)
+        return await self.around(region, user_id, arg)
 
     async def _postgres(self) -> PostgresRanks:
         """The durable record, for reads while the board is warming."""

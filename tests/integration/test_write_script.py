@@ -122,3 +122,17 @@ async def test_values_beyond_the_exact_range_are_refused_before_redis(
     # -(2^53 + 1) is not a double: the script would compute -1 instead of -2
     assert (await shard.write(cmd("big", "add", -(2**53 + 1)))).status == "out_of_range"
     assert await redis.hget(Keys(settings.board).user("big"), "score") == str(MAX_SCORE)
+
+
+async def test_write_many_applies_in_order_in_one_round_trip(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    shard = RegionShard(settings, "EU")
+    cmds = [cmd("batch", "add", 1) for _ in range(10)] + [cmd("batch", "create", 5),
+                                                            cmd("other", "set", MAX_SCORE + 1)]
+    results = await shard.write_many(cmds)
+    assert [r.score for r in results[:10]] == list(range(1, 11))
+    assert [r.status for r in results[10:]] == ["exists", "out_of_range"]
+    versions = [r.version for r in results[:10]]
+    assert versions == sorted(versions) and len(set(versions)) == 10
+    assert await redis.xlen(Keys(settings.board).stream("EU")) == 10
