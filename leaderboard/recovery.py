@@ -26,6 +26,12 @@ Row = Sequence[str | int]  # user_id, name, region, score, version, reached, ts
 SCRIPT_ROWS = 1000
 LOCK_MS = 300_000
 
+MARK_WARMING = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+"""
+
 SELECT_CHUNK = """
 SELECT user_id, name, region, score, version, reached,
        (extract(epoch FROM updated_at) * 1000)::bigint AS ts
@@ -143,11 +149,15 @@ class BoardGuard:
         if epoch is not None:
             first_look, changed = self._seen_epoch is None, str(epoch) != self._seen_epoch
             self._seen_epoch = str(epoch)
+            if not await r.exists(k.rebuild_lock):
+                await r.delete(k.warming)  # left by a rebuilder that died after its epoch
             if changed and not first_look:  # lost and rebuilt before we looked: replay ours
                 await self._replay()
                 return "replayed"
             return "ok"
-        await r.set(k.warming, self._me)
+        # flag warming only while the epoch is still missing: a rebuild may just have finished
+        if not await r.eval(MARK_WARMING, 2, k.epoch, k.warming, self._me):
+            return "ok"
         await self._replay()
         if not await r.set(k.rebuild_lock, self._me, nx=True, px=LOCK_MS):
             return "waiting"

@@ -140,3 +140,18 @@ async def test_guard_replays_unstored_writes_and_rebuilds(
     assert await eu.unstored.confirm(pg) >= 1
     assert "fresh" not in {e.user_id for e in eu.unstored.events()}
     assert await pg.fetchval("SELECT score FROM leaderboard WHERE user_id = 'fresh'") == 77
+
+
+async def test_guard_clears_a_stale_warming_flag_and_never_flags_a_complete_board(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    keys = Keys(settings.board)
+    shard = RegionShard(settings, "EU")
+    guard = BoardGuard(redis, keys, "EU", shard.unstored)
+    await redis.set(keys.warming, "a rebuilder that died after setting the epoch")
+    assert await guard.check(pg) == "ok"
+    assert await redis.exists(keys.warming) == 0
+    await redis.set(keys.rebuild_lock, "someone")  # a rebuild in progress keeps its flag
+    await redis.set(keys.warming, "someone")
+    assert await guard.check(pg) == "ok"
+    assert await redis.exists(keys.warming) == 1
