@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from leaderboard.settings import MAX_SCORE
 
@@ -40,6 +40,28 @@ class ScoreUpdate(BaseModel):
 
 class ScoreAdd(BaseModel):
     delta: Score
+
+
+IdemKey = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class BatchItem(BaseModel):
+    """One write of a game server's batch: exactly one of ``score`` (set) or ``delta`` (add)."""
+
+    user_id: UserId
+    score: Score | None = None
+    delta: Score | None = None
+    idempotency_key: IdemKey | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> BatchItem:
+        if (self.score is None) == (self.delta is None):
+            raise ValueError("give exactly one of score or delta")
+        return self
+
+
+class BatchRequest(BaseModel):
+    items: Annotated[list[BatchItem], Field(min_length=1, max_length=1000)]
 
 
 class UserPublic(BaseModel):

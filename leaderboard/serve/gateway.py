@@ -33,6 +33,7 @@ from leaderboard.errors import (
 from leaderboard.keys import TAKE_TOKENS, Keys
 from leaderboard.models import (
     AroundResponse,
+    BatchRequest,
     Claims,
     LoginRequest,
     RankEntry,
@@ -68,6 +69,34 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$"),
 ]
+
+
+PROFILE_CACHE_SIZE = 100_000
+_REFUSALS = {
+    "exists": "the entry already exists",
+    "out_of_range": "the resulting score would be outside +-(2^53 - 1)",
+    "queue_full": "the shard's backlog is full",
+    "key_reused": "this idempotency key was used for a different request",
+    "warming": "the board is being rebuilt; retry in a second",
+    "unavailable": "Redis or the shard is unreachable; retry",
+}
+
+
+def batch_answer(cmd: WriteCommand, result: WriteResult) -> dict[str, Any]:
+    """One item's answer in a batch: the entry when applied, or why not."""
+    if result.status in ("ok", "replay"):
+        entry: dict[str, Any] = {"rank": result.rank or None, "user_id": cmd.user_id,
+                                 "name": cmd.name, "region": cmd.region, "score": result.score}
+        answer: dict[str, Any] = {"user_id": cmd.user_id, "status": "applied", "entry": entry}
+        if result.status == "replay":
+            answer["replayed"] = True
+        return answer
+    refused: dict[str, Any] = {"user_id": cmd.user_id, "status": "refused"}
+    if result.status == "rate_limited":
+        return {**refused, "error": "rate_limited", "scope": result.scope,
+                "retry_after": max(1, math.ceil(result.retry_after_us / 1e6))}
+    code = "score_out_of_range" if result.status == "out_of_range" else result.status
+    return {**refused, "error": code, "detail": _REFUSALS.get(result.status, result.status)}
 
 
 def client_address(request: Request) -> str:
@@ -108,6 +137,7 @@ class Gateway:
         self._take_tokens = self._redis.register_script(TAKE_TOKENS)
         self._pg: asyncpg.Pool | None = None
         self._pg_lock = asyncio.Lock()
+        self._profile_cache: dict[str, tuple[str, str]] = {}
         # unknown users are checked against this, at the real cost, so timing reveals nothing
         self._dummy_hash = auth.hash_password("not-a-real-password", settings.password_scrypt_n)
 
@@ -339,6 +369,58 @@ class Gateway:
         return json_response(result)
 
     # -- operations ------------------------------------------------------------------------
+
+    @api.post("/scores/batch")
+    async def batch(self, body: BatchRequest, authorization: AuthHeader = None) -> Response:
+        """Up to 1,000 writes from a trusted game server (token role ``server``), one call per
+        shard; one answer per item, in order. Per-user and per-region limits still apply."""
+        if self._claims(authorization).role != "server":
+            raise Forbidden("this endpoint needs a token with role server")
+        profiles = await self._profiles({item.user_id for item in body.items})
+        answers: list[dict[str, Any] | None] = [None] * len(body.items)
+        by_region: dict[str, list[tuple[int, WriteCommand]]] = {}
+        for i, item in enumerate(body.items):
+            profile = profiles.get(item.user_id)
+            if profile is None or profile[1] not in self._shards:
+                answers[i] = {"user_id": item.user_id, "status": "refused",
+                              "error": "unknown_user", "detail": "no such user"}
+                continue
+            mode: WriteMode = "set" if item.score is not None else "add"
+            value = item.score if item.score is not None else item.delta
+            cmd = WriteCommand(item.user_id, profile[0], profile[1], mode, int(value or 0),
+                               item.idempotency_key)
+            by_region.setdefault(profile[1], []).append((i, cmd))
+        groups = list(by_region.items())
+        outcomes = await asyncio.gather(
+            *(self._batch_call(region, [cmd for _, cmd in items]) for region, items in groups))
+        for (_, items), results in zip(groups, outcomes, strict=True):
+            for (i, cmd), result in zip(items, results, strict=True):
+                answers[i] = batch_answer(cmd, result)
+        return json_response({"results": answers})
+
+    async def _batch_call(self, region: str, cmds: list[WriteCommand]) -> list[WriteResult]:
+        try:
+            results: list[WriteResult] = await self._shards[region].write_many.remote(cmds)
+            return results
+        except RayError:
+            return [WriteResult("unavailable") for _ in cmds]
+
+    async def _profiles(self, user_ids: set[str]) -> dict[str, tuple[str, str]]:
+        """(name, region) of registered users; names and regions never change, so cached."""
+        missing = [u for u in user_ids if u not in self._profile_cache]
+        if missing:
+            pg = await self._db()
+            try:
+                rows = await pg.fetch(
+                    "SELECT user_id, name, region FROM credentials WHERE user_id = ANY($1)",
+                    missing)
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise Unavailable("Postgres is unreachable") from exc
+            if len(self._profile_cache) > PROFILE_CACHE_SIZE:
+                self._profile_cache.clear()
+            for r in rows:
+                self._profile_cache[r["user_id"]] = (r["name"], r["region"])
+        return {u: self._profile_cache[u] for u in user_ids if u in self._profile_cache}
 
     @api.post("/admin/writers/pause")
     async def pause_writers(self, authorization: AuthHeader = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from leaderboard.pipeline.db import ensure_database
 from leaderboard.pipeline.pool import writer_actor_name
 from leaderboard.settings import Settings
 
@@ -176,3 +177,54 @@ async def wait_drained(redis: aioredis.Redis, settings: Settings, timeout: float
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"streams not drained after {timeout}s: {lengths}")
+
+
+QUEUE_LIMIT = 40
+
+
+def s_db(service: Service, board: str) -> str:
+    """Each board has a database of its own (the durable record is per board)."""
+    return f"{service.settings.database_name()}_{board}"
+
+
+@pytest.fixture(scope="session")
+def limited(service: Service) -> Service:
+    """Two gateway replicas; 5 writes per user per minute; backlog limit 40; 5 sign-ups/min/address."""
+    s = service.settings.model_copy(update={
+        "board": "rl", "regions": "GLOBAL,EU,NA", "gateway_replicas": 2, "writer_pool_size": 1,
+        "rate_limits_enabled": True, "user_rate_limit_count": 5, "user_rate_limit_window": 60.0,
+        "region_rate_limit_per_sec": 20000, "queue_reject_length": QUEUE_LIMIT,
+        "auth_rate_limit_count": 5, "auth_rate_limit_window": 60.0,
+        "auth_rate_limit_global_per_sec": 1000,
+        "pgdatabase": s_db(service, "rl"),
+    })
+    asyncio.run(ensure_database(s))
+    return deploy(s, "limited", "/rl")
+
+
+@pytest.fixture(scope="session")
+def refilling(service: Service) -> Service:
+    """4 writes per user per 2 s (refill 2/s); 10 writes per second per region."""
+    s = service.settings.model_copy(update={
+        "board": "rf", "regions": "GLOBAL,EU,NA", "writer_pool_size": 1,
+        "rate_limits_enabled": True, "user_rate_limit_count": 4, "user_rate_limit_window": 2.0,
+        "region_rate_limit_per_sec": 10, "queue_reject_length": 0, "auth_rate_limit_count": 0,
+        "auth_rate_limit_global_per_sec": 0,
+        "pgdatabase": s_db(service, "rf"),
+    })
+    asyncio.run(ensure_database(s))
+    return deploy(s, "refilling", "/rf")
+
+
+@pytest.fixture
+async def rl(limited: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=limited.base_url, timeout=30,
+                                 limits=httpx.Limits(max_connections=64)) as c:
+        yield c
+
+
+@pytest.fixture
+async def rf(refilling: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=refilling.base_url, timeout=30,
+                                 limits=httpx.Limits(max_connections=64)) as c:
+        yield c
