@@ -96,3 +96,30 @@ def bearer_token(header: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Authorization header must be 'Bearer <token>'")
     return token.strip()
+
+
+class TokenCache:
+    """Claims of tokens already verified, until they expire.
+
+    A token string that verified once verifies again (same bytes, same signature), so the HMAC
+    and claim checks are paid once per token, not once per request. Expiry is still checked on
+    every use. Bounded: emptied when full.
+    """
+
+    def __init__(self, settings: Settings, max_size: int = 100_000) -> None:
+        self._settings = settings
+        self._max_size = max_size
+        self._claims: dict[str, Claims] = {}
+
+    def decode(self, token: str) -> Claims:
+        claims = self._claims.get(token)
+        if claims is not None:
+            if claims.exp > time.time():
+                return claims
+            del self._claims[token]
+            raise Unauthorized("token expired")
+        claims = decode_token(self._settings, token)
+        if len(self._claims) >= self._max_size:
+            self._claims.clear()
+        self._claims[token] = claims
+        return claims

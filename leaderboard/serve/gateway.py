@@ -138,6 +138,7 @@ class Gateway:
         self._pg: asyncpg.Pool | None = None
         self._pg_lock = asyncio.Lock()
         self._profile_cache: dict[str, tuple[str, str]] = {}
+        self._tokens = auth.TokenCache(settings)
         # unknown users are checked against this, at the real cost, so timing reveals nothing
         self._dummy_hash = auth.hash_password("not-a-real-password", settings.password_scrypt_n)
 
@@ -172,7 +173,7 @@ class Gateway:
         return name
 
     def _claims(self, authorization: str | None) -> Claims:
-        return auth.decode_token(self._settings, auth.bearer_token(authorization))
+        return self._tokens.decode(auth.bearer_token(authorization))
 
     async def _write(
         self, claims: Claims, mode: WriteMode, value: int, key: str | None = None

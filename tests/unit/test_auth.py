@@ -240,3 +240,20 @@ def test_malformed_header_unauthorized(header: str) -> None:
 def test_header_token_decodes(settings: Settings) -> None:
     token = auth.issue_token(settings, "bob", "Bob", "NA")
     assert auth.decode_token(settings, auth.bearer_token(f"Bearer {token}")).sub == "bob"
+
+
+def test_token_cache_verifies_once_and_still_expires(settings: Settings) -> None:
+    cache = auth.TokenCache(settings)
+    token = auth.issue_token(settings, "cached", "C", "EU", ttl_seconds=60)
+    first = cache.decode(token)
+    assert cache.decode(token) is first  # second use: no re-verification
+    with pytest.raises(Unauthorized):
+        cache.decode(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])
+    expired = first.model_copy(update={"exp": int(time.time()) - 1})
+    cache._claims[token] = expired  # as if its lifetime had passed while cached
+    with pytest.raises(Unauthorized, match="expired"):
+        cache.decode(token)
+    small = auth.TokenCache(settings, max_size=2)
+    for i in range(3):
+        small.decode(auth.issue_token(settings, f"u{i}", "U", "EU"))
+    assert len(small._claims) == 1  # emptied when full, then refilled
