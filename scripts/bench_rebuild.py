@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -17,7 +19,8 @@ import redis.asyncio as aioredis
 from leaderboard.keys import Keys
 from leaderboard.pipeline.db import ensure_database
 from leaderboard.recovery import rebuild_from_postgres
-from leaderboard.settings import StoreSettings
+from leaderboard.serve.ranking import Ranker
+from leaderboard.settings import Settings, StoreSettings
 
 SEED = """
 INSERT INTO leaderboard (user_id, name, region, score, version, reached, updated_at)
@@ -26,6 +29,32 @@ SELECT 'user-' || lpad(i::text, 8, '0'), 'Player ' || i,
        1700000000000000 + i, 1700000000000000 + i, now()
 FROM generate_series(1, $1) AS i
 """
+
+
+async def read_latency(keys: Keys, users: int, calls: int = 500) -> None:
+    """Read scripts on the rebuilt board, one at a time: p50/p99 in ms (ranks cost O(log N))."""
+    os.environ.setdefault("JWT_SECRET", "bench-secret-not-for-production-0123456789abcdef")
+    settings = Settings().model_copy(update={  # type: ignore[call-arg]
+        "board": keys.board_name,
+        "redis_url": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")})
+    ranker = Ranker(settings)
+    rng = random.Random(1)
+
+    async def timed(call: Callable[[], Awaitable[object]]) -> str:
+        samples = []
+        for _ in range(calls):
+            t = time.perf_counter()
+            await call()
+            samples.append((time.perf_counter() - t) * 1000)
+        samples.sort()
+        return f"p50 {samples[len(samples) // 2]:.2f} ms, p99 {samples[int(len(samples) * .99)]:.2f} ms"
+
+    def user() -> str:
+        return f"user-{rng.randrange(1, users + 1):08d}"
+
+    print(f"  top-100 on GLOBAL: {await timed(lambda: ranker.top('GLOBAL', 100))}")
+    print(f"  rank on GLOBAL:    {await timed(lambda: ranker.rank('GLOBAL', user()))}")
+    print(f"  around (10):       {await timed(lambda: ranker.around('GLOBAL', user(), 10))}")
 
 
 async def main(users: int, chunk: int) -> None:
@@ -53,6 +82,8 @@ async def main(users: int, chunk: int) -> None:
         print(f"rebuilt {applied:,} users ({members:,} ZSET members) in {seconds:.1f}s: "
               f"{applied / seconds:,.0f} users/s, {members / seconds:,.0f} members/s; "
               f"Redis memory {used / applied:,.0f} bytes per user")
+        await redis.set(keys.epoch, "bench")
+        await read_latency(keys, users)
         await redis.flushdb()
         await pg.execute("TRUNCATE leaderboard")
     finally:
