@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,8 @@ async def seed_credentials(settings: Settings, users: int) -> None:
         await conn.close()
 
 
+LAG: list[Result] = []
+
 WRK_BATCH = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -193,6 +196,54 @@ def batch_result(r: Result) -> Result:
     return Result(r.name + " [score updates/s]", r.rps * 1000, r.p50_ms, r.p99_ms, r.errors)
 
 
+class LagProbe:
+    """Write-to-Postgres lag under load: a probe write every 100 ms, timed until Postgres has it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._stop = threading.Event()
+        self.lags_ms: list[float] = []
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def __enter__(self) -> LagProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        shard = RegionShard(self._settings, "EU")
+        pg = await asyncpg.connect(self._settings.dsn())
+        try:
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                start = time.perf_counter()
+                result = await shard.write(WriteCommand("lag-probe", "Probe", "EU", "set", i))
+                while not self._stop.is_set():
+                    v = await pg.fetchval(
+                        "SELECT version FROM leaderboard WHERE user_id = 'lag-probe'")
+                    if v is not None and v >= result.version:
+                        self.lags_ms.append((time.perf_counter() - start) * 1000)
+                        break
+                    await asyncio.sleep(0.002)
+                await asyncio.sleep(0.1)
+        finally:
+            await pg.close()
+
+    def result(self) -> Result:
+        lags = sorted(self.lags_ms) or [float("nan")]
+        p50, p99 = lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+        print(f"  write-to-Postgres lag: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+              f"({len(self.lags_ms)} probes)", flush=True)
+        return Result(f"write-to-Postgres lag during the write run ({len(self.lags_ms)} probes)",
+                      float("nan"), p50, p99, 0)
+
+
 def median(results: list[Result]) -> Result:
     ranked = sorted(results, key=lambda r: r.rps)
     mid = ranked[len(ranked) // 2]
@@ -204,8 +255,15 @@ def write_pair(base: str, tokens: str, d: int, c: int, rounds: int) -> list[Resu
     """Writes with limits off and on, alternated so machine noise hits both alike."""
     off: list[Result] = []
     on: list[Result] = []
-    for _ in range(rounds):
-        off.append(wrk("POST /score/update, limits off", base, WRK_WRITE % (tokens, ""), d, c))
+    for i in range(rounds):
+        if i == 0:  # the first run also measures how long writes take to reach Postgres
+            with LagProbe(Settings()) as probe:  # type: ignore[call-arg]
+                off.append(wrk("POST /score/update, limits off", base, WRK_WRITE % (tokens, ""),
+                               d, c))
+            LAG.append(probe.result())
+        else:
+            off.append(wrk("POST /score/update, limits off", base, WRK_WRITE % (tokens, ""),
+                           d, c))
         on.append(wrk("POST /score/update, limits on", base, WRK_WRITE % (tokens, "/limited"),
                       d, c))
     return [median(off), median(on)]
@@ -220,6 +278,9 @@ def markdown(results: list[Result], args: argparse.Namespace) -> str:
     for r in results:
         if math.isnan(r.p50_ms):  # measured without HTTP: no latency, no ceiling to compare
             lines.append(f"| {r.name} | {r.rps:,.0f} | - | - | - | - |")
+            continue
+        if math.isnan(r.rps):  # a latency only
+            lines.append(f"| {r.name} | - | {r.p50_ms:.0f} | {r.p99_ms:.0f} | - | - |")
             continue
         share = "-" if "updates/s" in r.name else f"{r.rps / ceiling:.0%}"
         lines.append(f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
@@ -298,7 +359,7 @@ def main() -> None:
     finally:
         serve.shutdown()
         ray.shutdown()
-    table = markdown(results + script_results, args)
+    table = markdown(results + script_results + LAG, args)
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
