@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 from leaderboard.actors.shard import RegionShard, WriteCommand
 from leaderboard.keys import Keys
 from leaderboard.pipeline.db import ensure_database
-from leaderboard.pipeline.writer import StreamWriter
+from leaderboard.models import ScoreEvent
+from leaderboard.pipeline.writer import StreamWriter, upsert
 from leaderboard.settings import Settings
 
 REGIONS = ["GLOBAL", "ASIA", "EU", "NA"]
@@ -34,6 +35,24 @@ async def fill(settings: Settings, events: int, users: int) -> None:
             await shards[region].write(WriteCommand(f"d{u:07d}", "D", region, "set", i))
 
     await asyncio.gather(*(client(c) for c in range(50)))
+
+
+async def bare_upsert(pg: asyncpg.Pool, events: int, users: int, conns: int, batch: int) -> float:
+    """The same events straight into Postgres: the ceiling the writer pool is compared with."""
+    rows = []
+    for i in range(events):
+        u = i % users
+        rows.append(ScoreEvent(user_id=f"d{u:07d}", name="D", region=REGIONS[u % 4], score=i,
+                               version=1_800_000_000_000_000 + i, reached=1, ts=0))
+    chunks = [rows[i:i + batch] for i in range(0, len(rows), batch)]
+    t = time.perf_counter()
+
+    async def worker(mine: list[list[ScoreEvent]]) -> None:
+        for chunk in mine:
+            await upsert(pg, chunk)
+
+    await asyncio.gather(*(worker(chunks[w::conns]) for w in range(conns)))
+    return events / (time.perf_counter() - t)
 
 
 async def main(events: int, users: int, writers: int, batch: int) -> None:
@@ -69,6 +88,10 @@ async def main(events: int, users: int, writers: int, batch: int) -> None:
         stored = await pg.fetchval("SELECT count(*) FROM leaderboard")
         print(f"drained {events:,} events ({stored:,} rows) with {writers} writers, batch {batch}, "
               f"in {seconds:.1f}s: {events / seconds:,.0f} events/s")
+        await pg.execute("TRUNCATE leaderboard")
+        bare = await bare_upsert(pg, events, users, writers, batch)
+        print(f"bare unnest upsert of the same events ({writers} connections, batch {batch}): "
+              f"{bare:,.0f} events/s; the writer pool reaches {events / seconds / bare:.0%} of it")
         await redis.flushdb()
         await pg.execute("TRUNCATE leaderboard")
     finally:
