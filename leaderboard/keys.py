@@ -88,10 +88,31 @@ def user_of(member: str | bytes) -> str:
     return text[MEMBER_PREFIX_LEN:]
 
 
+# Shared Lua helpers: token buckets stored as {t: tokens, ts: µs of the last take}.
+_BUCKETS = """
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function available(key, cap, per_us, now)
+  local b = redis.call('HMGET', key, 't', 'ts')
+  if not b[1] then return cap end
+  local elapsed = now - tonumber(b[2])
+  if elapsed < 0 then elapsed = 0 end
+  local tokens = tonumber(b[1]) + elapsed * per_us
+  if tokens > cap then tokens = cap end
+  return tokens
+end
+local function take(key, tokens, cap, per_us, now)
+  redis.call('HSET', key, 't', string.format('%.6f', tokens - 1), 'ts', string.format('%d', now))
+  redis.call('PEXPIRE', key, math.ceil(cap / per_us / 1000) + 1000)
+end
+"""
+
 # One score write, atomically: admission (backlog, token buckets), both boards, the user hash
 # and the stream event. Every check runs before the first write, so a refused write changes
 # nothing and an admitted one takes exactly one token from each bucket.
-WRITE_SCORE = """
+WRITE_SCORE = _BUCKETS + """
 -- KEYS: 1 user hash, 2 GLOBAL board, 3 region board (= KEYS[2] for GLOBAL users),
 --       4 shard stream, 5 clock, 6 user bucket, 7 region bucket, 8 idempotency record,
 --       9 epoch, 10 warming (while either says the board is incomplete, the rank is -1)
@@ -127,34 +148,20 @@ if ARGV[4] == 'add' then new = old + new end
 if new > maxabs or new < -maxabs then return {'out_of_range'} end
 local limit = tonumber(ARGV[11])
 if limit > 0 and redis.call('XLEN', KEYS[4]) >= limit then return {'queue_full'} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local function available(key, cap, per_us)
-  local b = redis.call('HMGET', key, 't', 'ts')
-  if not b[1] then return cap end
-  local elapsed = now - tonumber(b[2])
-  if elapsed < 0 then elapsed = 0 end
-  local tokens = tonumber(b[1]) + elapsed * per_us
-  if tokens > cap then tokens = cap end
-  return tokens
-end
-local function take(key, tokens, cap, per_us)
-  redis.call('HSET', key, 't', string.format('%.6f', tokens - 1), 'ts', string.format('%d', now))
-  redis.call('PEXPIRE', key, math.ceil(cap / per_us / 1000) + 1000)
-end
+local now = now_us()
 local ucap, uper = tonumber(ARGV[7]), tonumber(ARGV[8])
 local rcap, rper = tonumber(ARGV[9]), tonumber(ARGV[10])
 local utok, rtok = -1, -1
 if ucap > 0 then
-  utok = available(KEYS[6], ucap, uper)
+  utok = available(KEYS[6], ucap, uper, now)
   if utok < 1 then return {'rate_limited', 'user', math.ceil((1 - utok) / uper)} end
 end
 if rcap > 0 then
-  rtok = available(KEYS[7], rcap, rper)
+  rtok = available(KEYS[7], rcap, rper, now)
   if rtok < 1 then return {'rate_limited', 'region', math.ceil((1 - rtok) / rper)} end
 end
-if ucap > 0 then take(KEYS[6], utok, ucap, uper) end
-if rcap > 0 then take(KEYS[7], rtok, rcap, rper) end
+if ucap > 0 then take(KEYS[6], utok, ucap, uper, now) end
+if rcap > 0 then take(KEYS[7], rtok, rcap, rper, now) end
 local version = now
 local clock = tonumber(redis.call('GET', KEYS[5]) or '0')
 if version <= clock then version = clock + 1 end
@@ -190,30 +197,20 @@ return {'ok', s, vs, rank, left, reached}
 """
 
 # Plain token buckets (sign-up and login limits): take one token from each, or from none.
-TAKE_TOKENS = """
+TAKE_TOKENS = _BUCKETS + """
 -- KEYS: the buckets
 -- ARGV: capacity and refill per us of each bucket, in KEYS order
 -- Returns {1, tokens left in the first} when admitted, {0, index, retry us} when not.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = now_us()
 local have = {}
 for i, key in ipairs(KEYS) do
   local cap, per_us = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local b = redis.call('HMGET', key, 't', 'ts')
-  local tokens = cap
-  if b[1] then
-    local elapsed = now - tonumber(b[2])
-    if elapsed < 0 then elapsed = 0 end
-    tokens = tonumber(b[1]) + elapsed * per_us
-    if tokens > cap then tokens = cap end
-  end
+  local tokens = available(key, cap, per_us, now)
   if tokens < 1 then return {0, i, math.ceil((1 - tokens) / per_us)} end
   have[i] = tokens
 end
 for i, key in ipairs(KEYS) do
-  local cap, per_us = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  redis.call('HSET', key, 't', string.format('%.6f', have[i] - 1), 'ts', string.format('%d', now))
-  redis.call('PEXPIRE', key, math.ceil(cap / per_us / 1000) + 1000)
+  take(key, have[i], tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i]), now)
 end
 return {1, math.floor(have[1] - 1)}
 """
