@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from leaderboard.keys import Keys
 from leaderboard.models import ScoreEvent
 from leaderboard.pipeline.writer import upsert
-from leaderboard.recovery import Row, restore
+from leaderboard.recovery import Row, durable_rows, restore
 from leaderboard.settings import GLOBAL
 
 CHUNK = 5000
@@ -55,12 +55,7 @@ async def _postgres_side(
     redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, report: Report, dry_run: bool
 ) -> None:
     """Rows whose Redis copy is missing or older: restore them (version-guarded)."""
-    last = ""
-    while rows := await pg.fetch(
-        "SELECT user_id, name, region, score, version, reached, "
-        "(extract(epoch FROM updated_at) * 1000)::bigint AS ts FROM leaderboard "
-        "WHERE user_id > $1 ORDER BY user_id LIMIT $2", last, CHUNK):
-        last = rows[-1]["user_id"]
+    async for rows in durable_rows(pg, CHUNK):
         report.users_in_postgres += len(rows)
         async with redis.pipeline(transaction=False) as pipe:
             for r in rows:

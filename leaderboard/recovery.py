@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -70,16 +70,23 @@ async def rebuild_from_postgres(
     redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, chunk: int = 10_000
 ) -> int:
     """Every row of the durable record into the boards, keyset-paginated by user_id."""
-    applied, last = 0, ""
+    applied = 0
     pending: asyncio.Task[int] | None = None
-    while True:
-        rows = await pg.fetch(SELECT_CHUNK, last, chunk)
+    async for rows in durable_rows(pg, chunk):
         if pending is not None:
             applied += await pending  # Redis applies one chunk while Postgres reads the next
-        if not rows:
-            return applied
-        last = rows[-1]["user_id"]
         pending = asyncio.create_task(restore(redis, keys, [tuple(r) for r in rows]))
+    if pending is not None:
+        applied += await pending
+    return applied
+
+
+async def durable_rows(pg: asyncpg.Pool, chunk: int) -> AsyncIterator[list[asyncpg.Record]]:
+    """The leaderboard table in chunks of ``chunk`` rows (restore's field order), by user_id."""
+    last = ""
+    while rows := await pg.fetch(SELECT_CHUNK, last, chunk):
+        last = rows[-1]["user_id"]
+        yield rows
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -57,7 +56,6 @@ class WriterStats:
     dead_lettered: int = 0
     errors: int = 0
     last_error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class StreamWriter:
