@@ -47,7 +47,7 @@ class Limits:
 
 
 class StoreSettings(BaseSettings):
-    """Where Redis and Postgres live (all that scripts/services needs)."""
+    """Where Redis and Postgres live and what they hold (all the operations scripts need)."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
@@ -58,6 +58,25 @@ class StoreSettings(BaseSettings):
     pguser: str = Field(default_factory=getpass.getuser, alias="PGUSER")
     pgpassword: SecretStr | None = Field(None, alias="PGPASSWORD")
     pgdatabase: str = Field("leaderboard", alias="PGDATABASE")
+    regions: str = Field("GLOBAL,ASIA,EU,NA", alias="REGIONS")
+    board: str = Field("default", pattern=r"^[a-z0-9_-]{1,32}$", alias="BOARD")
+    state_dir: str = Field(".data", alias="STATE_DIR")
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_valid(cls, v: str) -> str:
+        names = [r.strip().upper() for r in v.split(",") if r.strip()]
+        bad = [r for r in names if not REGION_RE.match(r)]
+        if bad:
+            raise ValueError(f"REGIONS has invalid names: {bad}")
+        if len(set(names)) != len(names):
+            raise ValueError("REGIONS lists a region twice")
+        return ",".join([GLOBAL, *(n for n in names if n != GLOBAL)])
+
+    @property
+    def region_list(self) -> list[str]:
+        """Regions in configured order; GLOBAL always first."""
+        return self.regions.split(",")
 
     def dsn(self, database: str | None = None) -> str:
         """Postgres DSN: DATABASE_URL if set, else built from the libpq variables."""
@@ -86,8 +105,6 @@ class Settings(StoreSettings):
     jwt_ttl_seconds: int = Field(3600, ge=60, alias="JWT_TTL_SECONDS")
     password_scrypt_n: int = Field(16384, ge=2, le=2**20, alias="PASSWORD_SCRYPT_N")
 
-    regions: str = Field("GLOBAL,ASIA,EU,NA", alias="REGIONS")
-    board: str = Field("default", pattern=r"^[a-z0-9_-]{1,32}$", alias="BOARD")
     host: str = Field("127.0.0.1", alias="HOST")
     port: int = Field(8000, ge=1, le=65535, alias="PORT")
 
@@ -118,7 +135,6 @@ class Settings(StoreSettings):
     max_ongoing_requests: int = Field(1000, ge=1, alias="SERVE_MAX_ONGOING_REQUESTS")
     ray_namespace: str = Field("leaderboard", alias="RAY_NAMESPACE")
     local_ray_cpus: int = Field(8, ge=1, alias="LOCAL_RAY_CPUS")
-    state_dir: str = Field(".data", alias="STATE_DIR")
 
     @field_validator("jwt_secret")
     @classmethod
@@ -138,17 +154,6 @@ class Settings(StoreSettings):
             raise ValueError("PASSWORD_SCRYPT_N must be a power of two (scrypt's cost parameter)")
         return v
 
-    @field_validator("regions")
-    @classmethod
-    def _regions_valid(cls, v: str) -> str:
-        names = [r.strip().upper() for r in v.split(",") if r.strip()]
-        bad = [r for r in names if not REGION_RE.match(r)]
-        if bad:
-            raise ValueError(f"REGIONS has invalid names: {bad}")
-        if len(set(names)) != len(names):
-            raise ValueError("REGIONS lists a region twice")
-        return ",".join([GLOBAL, *(n for n in names if n != GLOBAL)])
-
     @model_validator(mode="after")
     def _replicas_ordered(self) -> Settings:
         if self.ranking_max_replicas < self.ranking_min_replicas:
@@ -166,8 +171,3 @@ class Settings(StoreSettings):
             auth=Bucket.per_window(self.auth_rate_limit_count, self.auth_rate_limit_window),
             auth_global=Bucket.per_window(self.auth_rate_limit_global_per_sec, 1.0),
         )
-
-    @property
-    def region_list(self) -> list[str]:
-        """Regions in configured order; GLOBAL always first."""
-        return self.regions.split(",")

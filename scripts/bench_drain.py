@@ -17,8 +17,8 @@ import redis.asyncio as aioredis
 
 from leaderboard.actors.shard import RegionShard, WriteCommand
 from leaderboard.keys import Keys
-from leaderboard.pipeline.db import ensure_database
 from leaderboard.models import ScoreEvent
+from leaderboard.pipeline.db import ensure_database
 from leaderboard.pipeline.writer import StreamWriter, upsert
 from leaderboard.settings import Settings
 

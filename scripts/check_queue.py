@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from redis.exceptions import ResponseError
 
@@ -20,10 +19,9 @@ from leaderboard.settings import StoreSettings
 
 async def report(count: int) -> None:
     store = StoreSettings()
-    keys = Keys(os.environ.get("BOARD", "default"))
-    regions = [r.strip().upper() for r in os.environ.get("REGIONS", "GLOBAL,ASIA,EU,NA").split(",")]
+    keys = Keys(store.board)
     redis = connect(store.redis_url)
-    for shard in sorted({shard_for(r) for r in ["GLOBAL", *regions] if r}):
+    for shard in sorted({shard_for(r) for r in store.region_list}):
         name = keys.stream(shard)
         backlog = await redis.xlen(name)
         dead = await redis.xlen(keys.dead(shard))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 
 import asyncpg
@@ -22,7 +21,7 @@ from leaderboard.settings import StoreSettings
 
 async def main(dry_run: bool) -> int:
     store = StoreSettings()
-    keys = Keys(os.environ.get("BOARD", "default"))
+    keys = Keys(store.board)
     redis = connect(store.redis_url)
     pg = await asyncpg.create_pool(store.dsn(), min_size=1, max_size=2)
     assert pg is not None

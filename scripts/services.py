@@ -149,7 +149,7 @@ def main() -> None:
         stop(args.stop)
         return
     store = StoreSettings()
-    state = Path(os.environ.get("STATE_DIR", ".data")).resolve()
+    state = Path(store.state_dir).resolve()
     started = []
     if not redis_up(store.redis_url):
         started.append(start_redis(store.redis_url, state))
