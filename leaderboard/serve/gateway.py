@@ -241,9 +241,9 @@ class Gateway:
         if reply[0] == 0:
             raise RateLimited("auth", math.ceil(int(reply[2]) / 1e6))
 
-    def _admin(self, authorization: str | None) -> None:
-        if self._claims(authorization).role != "admin":
-            raise Forbidden("this endpoint needs a token with role admin")
+    def _require_role(self, authorization: str | None, role: str) -> None:
+        if self._claims(authorization).role != role:
+            raise Forbidden(f"this endpoint needs a token with role {role}")
 
     async def _read(self, request: ReadRequest) -> Any:
         try:
@@ -375,8 +375,7 @@ class Gateway:
     async def batch(self, body: BatchRequest, authorization: AuthHeader = None) -> Response:
         """Up to 1,000 writes from a trusted game server (token role ``server``), one call per
         shard; one answer per item, in order. Per-user and per-region limits still apply."""
-        if self._claims(authorization).role != "server":
-            raise Forbidden("this endpoint needs a token with role server")
+        self._require_role(authorization, "server")
         profiles = await self._profiles({item.user_id for item in body.items})
         answers: list[dict[str, Any] | None] = [None] * len(body.items)
         by_region: dict[str, list[tuple[int, WriteCommand]]] = {}
@@ -426,21 +425,21 @@ class Gateway:
     @api.post("/admin/writers/pause")
     async def pause_writers(self, authorization: AuthHeader = None) -> dict[str, Any]:
         """Stop moving events into Postgres (admin token); writes queue up to the backlog limit."""
-        self._admin(authorization)
+        self._require_role(authorization, "admin")
         await asyncio.gather(*(w.pause.remote() for w in self._writers))
         return {"writers": await self._writer_stats()}
 
     @api.post("/admin/writers/resume")
     async def resume_writers(self, authorization: AuthHeader = None) -> dict[str, Any]:
         """Resume the writers (admin token)."""
-        self._admin(authorization)
+        self._require_role(authorization, "admin")
         await asyncio.gather(*(w.resume.remote() for w in self._writers))
         return {"writers": await self._writer_stats()}
 
     @api.get("/admin/writers")
     async def writers(self, authorization: AuthHeader = None) -> dict[str, Any]:
         """Each writer's state and counters (admin token)."""
-        self._admin(authorization)
+        self._require_role(authorization, "admin")
         return {"writers": await self._writer_stats()}
 
     async def _writer_stats(self) -> list[dict[str, Any]]:
