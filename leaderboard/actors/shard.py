@@ -10,7 +10,7 @@ from typing import Literal
 from leaderboard.keys import WRITE_SCORE, Keys
 from leaderboard.pipeline.db import create_pool
 from leaderboard.recovery import BoardGuard, Event, Unstored
-from leaderboard.redis_client import REDIS_DOWN, connect
+from leaderboard.redis_client import REDIS_DOWN, connect, run_script_many
 from leaderboard.settings import GLOBAL, MAX_SCORE, Settings
 
 log = logging.getLogger(__name__)
@@ -71,18 +71,14 @@ class RegionShard:
     async def write_many(self, cmds: list[WriteCommand]) -> list[WriteResult]:
         """Apply writes in order, one atomic script each, in one Redis round trip."""
         try:
-            if len(cmds) == 1:
-                keys, args = self._script_call(cmds[0])
-                replies = [await self._write(keys=keys, args=args)]
-            else:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for cmd in cmds:
-                        keys, args = self._script_call(cmd)
-                        await self._write(keys=keys, args=args, client=pipe)
-                    replies = await pipe.execute()
+            replies = await run_script_many(
+                self._redis, self._write, [self._script_call(cmd) for cmd in cmds])
         except REDIS_DOWN as exc:
             log.warning("shard %s: Redis unreachable: %s", self._shard, exc)
             return [WriteResult("unavailable") for _ in cmds]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply  # a script error is a bug, not an answer
         return [self._result(cmd, reply) for cmd, reply in zip(cmds, replies, strict=True)]
 
     def _script_call(self, cmd: WriteCommand) -> tuple[list[str], list[str | int]]:

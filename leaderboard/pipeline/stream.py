@@ -8,7 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from leaderboard.keys import WRITERS_GROUP
+from leaderboard.keys import ACK_DELETE, WRITERS_GROUP
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,12 @@ async def claim_idle(
 
 
 async def ack(redis: aioredis.Redis, deliveries: list[Delivery]) -> None:
-    """Acknowledge and delete stored entries, so XLEN is the backlog."""
+    """Acknowledge and delete stored entries, so XLEN is the backlog (one script per stream)."""
     by_stream: dict[str, list[str]] = {}
     for d in deliveries:
         by_stream.setdefault(d.stream, []).append(d.entry_id)
+    script = redis.register_script(ACK_DELETE)
     async with redis.pipeline(transaction=False) as pipe:
         for stream, ids in by_stream.items():
-            pipe.xack(stream, WRITERS_GROUP, *ids)
-            pipe.xdel(stream, *ids)
+            await script(keys=[stream], args=[WRITERS_GROUP, " ".join(ids)], client=pipe)
         await pipe.execute()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ class StreamWriter:
         self._recovering = True
         self._check_deliveries = False
         self._retry: list[Delivery] | None = None
+        self._prefetch: asyncio.Future[list[Delivery]] | None = None
         self._next_claim = 0.0
         self.stats = WriterStats()
 
@@ -102,7 +104,7 @@ class StreamWriter:
             batch = self._retry
         else:
             try:
-                batch = await self._next_batch()
+                batch = await self._take_batch()
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -111,6 +113,10 @@ class StreamWriter:
         if not batch:
             return 0
         self._retry = batch
+        if self._prefetch is None and not self._recovering:
+            # read the next batch while this one is parsed, stored and acknowledged; if this
+            # writer dies, both are still pending for it and its restart reads them again
+            self._prefetch = asyncio.ensure_future(self._read_new())
         events, dead = self._parse(batch)
         dead += await self._too_often_delivered(batch, events)
         gone = {d.entry_id for d, _ in dead}
@@ -166,6 +172,20 @@ class StreamWriter:
             if e is not None and counts.get(d.entry_id, 0) > self._max_deliveries
         ]
 
+    async def _take_batch(self) -> list[Delivery]:
+        """The prefetched batch if there is one (and no claim is due), else a fresh read."""
+        if self._prefetch is not None and time.monotonic() < self._next_claim:
+            task, self._prefetch = self._prefetch, None
+            batch = await task
+            if batch:
+                return batch
+        return await self._next_batch()
+
+    async def _read_new(self) -> list[Delivery]:
+        return await stream.read(
+            self._redis, self._consumer, self._streams, ">", self._batch, self._block_ms
+        )
+
     async def _next_batch(self) -> list[Delivery]:
         r, me = self._redis, self._consumer
         if self._recovering:  # after a (re)start: what this consumer held when it stopped
@@ -180,7 +200,7 @@ class StreamWriter:
             if batch:
                 self._check_deliveries = True
                 return batch
-        return await stream.read(r, me, self._streams, ">", self._batch, self._block_ms)
+        return await self._read_new()
 
     def _parse(self, batch: list[Delivery]) -> tuple[list[ScoreEvent | None], list[Dead]]:
         """One event (or None) per delivery, and the deliveries that are not valid events."""
