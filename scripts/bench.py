@@ -1,11 +1,21 @@
-"""HTTP benchmark: the service's writes and reads next to a trivial deployment, in one run.
+"""One benchmark run: the service next to the limits of the parts underneath it.
 
-Starts its own Ray + Serve instance (port 18800, Redis index 12, database leaderboard_bench),
-seeds users, and drives each endpoint with wrk (-t1 -c32 by default). Prints a Markdown table
-and, with --out, writes it to a file.
+Run through ``scripts/bench`` (it creates the venv, makes sure Redis, Postgres and wrk are
+there). Starts its own Ray + Serve instance (port 18800, Redis index 10, database
+``leaderboard_bench``; both are emptied) and measures, in this order:
 
-Usage: .venv/bin/python scripts/bench.py [--duration 10] [--connections 32] [--users 1000]
-                                          [--out docs/performance.md] [--quick]
+  1. the ceiling: a trivial FastAPI deployment under the same Serve settings;
+  2. single score writes over HTTP (limits off and on, alternated), with
+  7. the write-to-Postgres lag measured by a probe during the first write run;
+  4. the batch endpoint (score updates/s);
+  3. top-100, rank and around-me reads;
+  6. the writer pool (the app's writer actors) draining a backlog into Postgres, next to a bare
+     ``unnest`` upsert of the same rows;
+  5. the atomic write script called straight on Redis, one call at a time and pipelined;
+  8. Redis memory per user and read latency at 10k versus N users (rebuilt from Postgres).
+
+It prints the table and its ratios against the targets and, with ``--out``, writes them into
+that Markdown file between the ``bench:begin``/``bench:end`` markers (the rest is kept).
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import asyncio
 import math
 import os
 import platform
+import random
 import re
 import shutil
 import subprocess
@@ -22,34 +33,43 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-PORT = 18800
+PORT = int(os.environ.get("BENCH_HTTP_PORT", "18800"))
 os.environ.update(
     {
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/10"),
         "PGDATABASE": os.environ.get("BENCH_PGDATABASE", "leaderboard_bench"),
         "PORT": str(PORT),
         "RAY_NAMESPACE": "leaderboard-bench",
         "RATE_LIMITS_ENABLED": "false",
     }
 )
+os.environ.pop("DATABASE_URL", None)
 os.environ.setdefault("JWT_SECRET", "bench-secret-not-for-production-0123456789abcdef")
 
 from leaderboard.serve.ray_env import apply_serve_env  # noqa: E402
 
-apply_serve_env(PORT, stats_port=18904, metrics_port=19901)
+apply_serve_env(PORT, stats_port=PORT + 104, metrics_port=PORT + 1101)
 
+import asyncpg  # noqa: E402
 import ray  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from ray import serve  # noqa: E402
 
 from leaderboard.actors.shard import RegionShard, WriteCommand  # noqa: E402
+from leaderboard.keys import Keys  # noqa: E402
+from leaderboard.models import ScoreEvent  # noqa: E402
 from leaderboard.pipeline.db import ensure_database  # noqa: E402
+from leaderboard.pipeline.writer import upsert  # noqa: E402
+from leaderboard.recovery import rebuild_from_postgres  # noqa: E402
 from leaderboard.serve.app import QUIET_LOGS, build_app  # noqa: E402
 from leaderboard.serve.auth import issue_token  # noqa: E402
+from leaderboard.serve.ranking import Ranker  # noqa: E402
 from leaderboard.settings import Settings  # noqa: E402
 
 trivial_api = FastAPI()
@@ -86,65 +106,6 @@ request = function()
 end
 """
 
-
-@dataclass
-class Result:
-    name: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-def parse_wrk(name: str, out: str) -> Result:
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not m:
-            return float("nan")
-        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-        return float(m.group(1)) * scale
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(non2xx.group(1)) if non2xx else 0) + (
-        sum(int(g) for g in sock.groups()) if sock else 0
-    )
-    return Result(name, rps, ms("50%"), ms("99%"), errors)
-
-
-def wrk(name: str, url: str, script: str | None, duration: int, conns: int) -> Result:
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        if script:
-            f.write(script)
-            cmd[1:1] = ["-s", f.name]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    result = parse_wrk(name, out)
-    print(f"  {name}: {result.rps:,.0f} req/s  p50 {result.p50_ms:.1f} ms  "
-          f"p99 {result.p99_ms:.1f} ms  errors {result.errors}", flush=True)
-    return result
-
-
-async def seed_credentials(settings: Settings, users: int) -> None:
-    """Accounts for the seeded users (the batch endpoint looks names and regions up there)."""
-    import asyncpg
-
-    regions = settings.region_list
-    conn = await asyncpg.connect(settings.dsn())
-    try:
-        await conn.execute("TRUNCATE credentials")
-        await conn.execute(
-            "INSERT INTO credentials (user_id, name, region, password_hash) "
-            "SELECT u, n, r, 'x' FROM unnest($1::text[], $2::text[], $3::text[]) AS t(u, n, r)",
-            [f"bench-{i:06d}" for i in range(users)], [f"Player {i}" for i in range(users)],
-            [regions[i % len(regions)] for i in range(users)])
-    finally:
-        await conn.close()
-
-
-LAG: list[Result] = []
-
 WRK_BATCH = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -157,47 +118,162 @@ end
 wrk.body = '{"items":[' .. table.concat(parts, ",") .. ']}'
 """
 
+NAN = float("nan")
+
+
+@dataclass
+class Result:
+    key: str  # stable id used by the ratio table
+    name: str
+    value: float  # req/s, writes/s, rows/s, bytes ... (see unit)
+    unit: str
+    p50_ms: float = NAN
+    p99_ms: float = NAN
+    errors: int = 0
+
+
+RESULTS: dict[str, Result] = {}
+
+
+def record(r: Result) -> Result:
+    RESULTS[r.key] = r
+    lat = "" if math.isnan(r.p50_ms) else f"  p50 {r.p50_ms:.1f} ms  p99 {r.p99_ms:.1f} ms"
+    err = f"  errors {r.errors}" if r.errors else ""
+    print(f"  {r.name}: {r.value:,.0f} {r.unit}{lat}{err}", flush=True)
+    return r
+
+
+# --- HTTP with wrk --------------------------------------------------------------------------
+
+def parse_wrk(out: str) -> tuple[float, float, float, int]:
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return NAN
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rps is None:
+        raise RuntimeError(f"wrk printed no rate:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (
+        sum(int(g) for g in sock.groups()) if sock else 0)
+    return float(rps.group(1)), ms("50%"), ms("99%"), errors
+
+
+def wrk(url: str, script: str | None, duration: int, conns: int) -> tuple[float, float, float, int]:
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        if script:
+            f.write(script)
+            cmd[1:1] = ["-s", f.name]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    return parse_wrk(out)
+
+
+def http(key: str, name: str, url: str, script: str | None, d: int, c: int) -> Result:
+    rps, p50, p99, errors = wrk(url, script, d, c)
+    return record(Result(key, name, rps, "req/s", p50, p99, errors))
+
+
+def median_of(key: str, name: str, runs: list[tuple[float, float, float, int]]) -> Result:
+    ranked = sorted(runs)
+    rps, p50, p99, _ = ranked[len(ranked) // 2]
+    suffix = f" (median of {len(runs)})" if len(runs) > 1 else ""
+    return record(Result(key, name + suffix, rps, "req/s", p50, p99, sum(r[3] for r in runs)))
+
+
+# --- seeding --------------------------------------------------------------------------------
+
+def user_id(i: int) -> str:
+    return f"bench-{i:06d}"
+
 
 async def seed(settings: Settings, users: int) -> list[str]:
-    """Users spread over the regions with scores, written through the real write script."""
+    """Users spread over the regions, written through the real write script; their tokens."""
     r = aioredis.Redis.from_url(settings.redis_url)
     await r.flushdb()
     await r.aclose()
     regions = settings.region_list
     shards = {region: RegionShard(settings, region) for region in regions}
+    by_region: dict[str, list[WriteCommand]] = {r: [] for r in regions}
     tokens = []
     for i in range(users):
         region = regions[i % len(regions)]
-        uid = f"bench-{i:06d}"
-        await shards[region].write(WriteCommand(uid, f"Player {i}", region, "set", (i * 7919) % 100000))
-        tokens.append(issue_token(settings, uid, f"Player {i}", region))
+        by_region[region].append(
+            WriteCommand(user_id(i), f"Player {i}", region, "set", (i * 7919) % 100000))
+        tokens.append(issue_token(settings, user_id(i), f"Player {i}", region))
+    for region, cmds in by_region.items():
+        for at in range(0, len(cmds), 500):
+            await shards[region].write_many(cmds[at:at + 500])
+    conn = await asyncpg.connect(settings.dsn())
+    try:  # accounts: the batch endpoint looks names and regions up there
+        await conn.execute("TRUNCATE credentials")
+        await conn.execute(
+            "INSERT INTO credentials (user_id, name, region, password_hash) "
+            "SELECT u, n, r, 'x' FROM unnest($1::text[], $2::text[], $3::text[]) AS t(u, n, r)",
+            [user_id(i) for i in range(users)], [f"Player {i}" for i in range(users)],
+            [regions[i % len(regions)] for i in range(users)])
+    finally:
+        await conn.close()
     return tokens
 
 
-async def direct_writes(settings: Settings, label: str, total: int, clients: int = 50) -> Result:
-    """The atomic write script called straight on Redis (no HTTP, no Ray): writes/s."""
+# --- 5. the write script straight on Redis ---------------------------------------------------
+
+async def direct_script(settings: Settings, total: int, clients: int, per_call: int) -> float:
+    """Writes/s of the atomic write script through the shard's own Python client: ``clients``
+    callers, ``per_call`` scripts per round trip (1: one at a time; more: one pipeline)."""
     shard = RegionShard(settings, "EU")
-    per_client = total // clients
+    rounds = max(1, total // (clients * per_call))
 
     async def client(c: int) -> None:
-        for i in range(per_client):
-            await shard.write(WriteCommand(f"direct-{c}-{i % 50}", "D", "EU", "set", i))
+        for i in range(rounds):
+            await shard.write_many([
+                WriteCommand(f"direct-{c}-{(i * per_call + j) % 200}", "D", "EU", "set", i + j)
+                for j in range(per_call)])
 
     start = time.perf_counter()
     await asyncio.gather(*(client(c) for c in range(clients)))
-    rate = per_client * clients / (time.perf_counter() - start)
-    print(f"  {label}: {rate:,.0f} writes/s", flush=True)
-    return Result(label, rate, float("nan"), float("nan"), 0)
+    return rounds * clients * per_call / (time.perf_counter() - start)
 
 
-def batch_result(r: Result) -> Result:
-    """Batches/s as score updates/s."""
-    print(f"    = {r.rps * 1000:,.0f} score updates/s", flush=True)
-    return Result(r.name + " [score updates/s]", r.rps * 1000, r.p50_ms, r.p99_ms, r.errors)
+def script_on_redis(settings: Settings, total: int) -> float:
+    """Writes/s of the write script driven by redis-benchmark (C, 4 connections, pipelined
+    100 deep) over 100k random users: what Redis itself sustains, without a Python client."""
+    shard = RegionShard(settings, "EU")
+    keys, args = shard._script_call(WriteCommand("__rand_int__", "Bench", "EU", "set", 42))
 
+    async def load() -> str:
+        r = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            return str(await r.script_load(shard._write.script))
+        finally:
+            await r.aclose()
+
+    sha = asyncio.run(load())
+    url = settings.redis_url.split("//", 1)[1]
+    hostport, _, db = url.partition("/")
+    host, _, port = hostport.rpartition(":")
+    out = subprocess.run(
+        ["redis-benchmark", "-h", host, "-p", port, "--dbnum", db or "0", "-n", str(total),
+         "-c", "4", "-P", "100", "-r", "100000", "-q",
+         "EVALSHA", sha, str(len(keys)), *keys, *map(str, args)],
+        capture_output=True, text=True, check=True).stdout
+    m = re.search(r"([\d.]+) requests per second", out)
+    if m is None:
+        raise RuntimeError(f"redis-benchmark printed no rate:\n{out}")
+    return float(m.group(1))
+
+
+# --- 7. write-to-Postgres lag ---------------------------------------------------------------
 
 class LagProbe:
-    """Write-to-Postgres lag under load: a probe write every 100 ms, timed until Postgres has it."""
+    """A probe write every 100 ms during a load run, timed until Postgres holds its version."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -214,8 +290,6 @@ class LagProbe:
         self._thread.join(30)
 
     async def _run(self) -> None:
-        import asyncpg
-
         shard = RegionShard(self._settings, "EU")
         pg = await asyncpg.connect(self._settings.dsn())
         try:
@@ -236,134 +310,327 @@ class LagProbe:
             await pg.close()
 
     def result(self) -> Result:
-        lags = sorted(self.lags_ms) or [float("nan")]
+        lags = sorted(self.lags_ms) or [NAN]
         p50, p99 = lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-        print(f"  write-to-Postgres lag: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
-              f"({len(self.lags_ms)} probes)", flush=True)
-        return Result(f"write-to-Postgres lag during the write run ({len(self.lags_ms)} probes)",
-                      float("nan"), p50, p99, 0)
+        return record(Result("lag", f"write-to-Postgres lag during the write run "
+                             f"({len(self.lags_ms)} probes)", len(self.lags_ms), "probes",
+                             p50, p99))
 
 
-def median(results: list[Result]) -> Result:
-    ranked = sorted(results, key=lambda r: r.rps)
-    mid = ranked[len(ranked) // 2]
-    return Result(f"{mid.name} (median of {len(results)})", mid.rps, mid.p50_ms, mid.p99_ms,
-                  sum(r.errors for r in results))
+# --- 6. writer pool vs bare upsert ----------------------------------------------------------
+
+def backlog_events(settings: Settings, events: int, users: int) -> list[WriteCommand]:
+    regions = settings.region_list
+    return [WriteCommand(f"drain-{i % users:07d}", "D", regions[(i % users) % len(regions)],
+                         "set", i) for i in range(events)]
 
 
-def write_pair(base: str, tokens: str, d: int, c: int, rounds: int) -> list[Result]:
-    """Writes with limits off and on, alternated so machine noise hits both alike."""
-    off: list[Result] = []
-    on: list[Result] = []
-    for i in range(rounds):
-        if i == 0:  # the first run also measures how long writes take to reach Postgres
-            with LagProbe(Settings()) as probe:  # type: ignore[call-arg]
-                off.append(wrk("POST /score/update, limits off", base, WRK_WRITE % (tokens, ""),
-                               d, c))
-            LAG.append(probe.result())
-        else:
-            off.append(wrk("POST /score/update, limits off", base, WRK_WRITE % (tokens, ""),
-                           d, c))
-        on.append(wrk("POST /score/update, limits on", base, WRK_WRITE % (tokens, "/limited"),
-                      d, c))
-    return [median(off), median(on)]
+async def fill_backlog(settings: Settings, cmds: list[WriteCommand]) -> None:
+    shards = {r: RegionShard(settings, r) for r in settings.region_list}
+    by_region: dict[str, list[WriteCommand]] = {}
+    for cmd in cmds:
+        by_region.setdefault(cmd.region, []).append(cmd)
+    for region, mine in by_region.items():
+        for at in range(0, len(mine), 500):
+            await shards[region].write_many(mine[at:at + 500])
 
 
-def markdown(results: list[Result], args: argparse.Namespace) -> str:
-    ceiling = results[0].rps
+async def backlog(settings: Settings) -> int:
+    r = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        keys = Keys(settings.board)
+        return sum([await r.xlen(keys.stream(s)) for s in settings.region_list])
+    finally:
+        await r.aclose()
+
+
+async def pg_execute(settings: Settings, sql: str) -> None:
+    conn = await asyncpg.connect(settings.dsn())
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def drain_writer_pool(settings: Settings, writers: list[Any], events: int, users: int) -> None:
+    """Pause the app's writers, queue ``events``, resume, and time until the streams are empty."""
+    ray.get([w.pause.remote() for w in writers])
+    asyncio.run(pg_execute(settings, "TRUNCATE leaderboard"))
+    cmds = backlog_events(settings, events, users)
+    asyncio.run(fill_backlog(settings, cmds))
+    queued = asyncio.run(backlog(settings))
+    start = time.perf_counter()
+    ray.get([w.resume.remote() for w in writers])
+    while asyncio.run(backlog(settings)) > 0:
+        time.sleep(0.01)
+    seconds = time.perf_counter() - start
+    record(Result("pool", f"writer pool ({len(writers)} writer actors, batch "
+                  f"{settings.writer_batch_size}) draining {queued:,} events of {users:,} users",
+                  queued / seconds, "events/s"))
+    asyncio.run(bare_upsert(settings, events, users, len(writers)))
+
+
+async def bare_upsert(settings: Settings, events: int, users: int, conns: int) -> None:
+    """The same events straight into Postgres: the ceiling the writer pool is compared with."""
+    await pg_execute(settings, "TRUNCATE leaderboard")
+    regions = settings.region_list
+    rows = [ScoreEvent(user_id=f"drain-{i % users:07d}", name="D",
+                       region=regions[(i % users) % len(regions)], score=i,
+                       version=1_800_000_000_000_000 + i, reached=1, ts=0)
+            for i in range(events)]
+    batch = settings.writer_batch_size
+    chunks = [rows[i:i + batch] for i in range(0, len(rows), batch)]
+    pg = await asyncpg.create_pool(settings.dsn(), min_size=conns, max_size=conns)
+    assert pg is not None
+    try:
+        start = time.perf_counter()
+
+        async def worker(mine: list[list[ScoreEvent]]) -> None:
+            for chunk in mine:
+                await upsert(pg, chunk)
+
+        await asyncio.gather(*(worker(chunks[w::conns]) for w in range(conns)))
+        rate = events / (time.perf_counter() - start)
+    finally:
+        await pg.close()
+    await pg_execute(settings, "TRUNCATE leaderboard")
+    record(Result("bare", f"bare `unnest` upsert of the same events ({conns} connections, "
+                  f"batch {batch})", rate, "events/s"))
+
+
+# --- 8. memory and read latency vs board size -----------------------------------------------
+
+SEED_ROWS = """
+INSERT INTO leaderboard (user_id, name, region, score, version, reached, updated_at)
+SELECT 'user-' || lpad(i::text, 8, '0'), 'Player ' || i,
+       (ARRAY['GLOBAL','ASIA','EU','NA'])[1 + i % 4], (random() * 1000000)::bigint,
+       1700000000000000 + i, 1700000000000000 + i, now()
+FROM generate_series(1, $1) AS i
+"""
+
+
+async def board_size(settings: Settings, users: int, calls: int) -> None:
+    """Rebuild ``users`` rows from Postgres into an empty Redis index; memory and read p99."""
+    pg = await asyncpg.create_pool(settings.dsn(), min_size=1, max_size=2)
+    assert pg is not None
+    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    keys = Keys("sizebench")
+    try:
+        await pg.execute("TRUNCATE leaderboard")
+        await pg.execute(SEED_ROWS, users)
+        await redis.flushdb()
+        before = int((await redis.info("memory"))["used_memory"])
+        start = time.perf_counter()
+        applied = await rebuild_from_postgres(redis, pg, keys, chunk=10_000)
+        seconds = time.perf_counter() - start
+        per_user = (int((await redis.info("memory"))["used_memory"]) - before) / applied
+        await redis.set(keys.epoch, "bench")
+        ranker = Ranker(settings.model_copy(update={"board": "sizebench"}))
+        rng = random.Random(1)
+
+        def someone() -> str:
+            return f"user-{rng.randrange(1, users + 1):08d}"
+
+        async def timed(key: str, what: str, call: Callable[[], Awaitable[object]]) -> None:
+            samples = []
+            for _ in range(calls):
+                t = time.perf_counter()
+                await call()
+                samples.append((time.perf_counter() - t) * 1000)
+            samples.sort()
+            record(Result(f"{key}@{users}", f"{what} at {users:,} users ({calls} calls, one at "
+                          "a time)", calls, "calls", samples[len(samples) // 2],
+                          samples[int(len(samples) * 0.99)]))
+
+        record(Result(f"mem@{users}", f"Redis memory per user at {users:,} users (rebuilt at "
+                      f"{applied / seconds:,.0f} users/s)", per_user, "bytes"))
+        await timed("top", "top-100 read script", lambda: ranker.top("GLOBAL", 100))
+        await timed("rank", "rank read script", lambda: ranker.rank("GLOBAL", someone()))
+        await timed("around", "around(10) read script",
+                    lambda: ranker.around("GLOBAL", someone(), 10))
+    finally:
+        await redis.flushdb()
+        await pg.execute("TRUNCATE leaderboard")
+        await pg.close()
+        await redis.aclose()
+
+
+# --- the report -----------------------------------------------------------------------------
+
+def ratio_rows(big: int) -> list[tuple[str, str, str, bool | None]]:
+    """(what, measured, target, met) for every target of issue 6 the run has figures for."""
+    R = RESULTS
+    rows: list[tuple[str, str, str, bool | None]] = []
+
+    def share(a: str, b: str, what: str, target: float) -> None:
+        if a in R and b in R and R[b].value:
+            ratio = R[a].value / R[b].value
+            rows.append((what, f"{ratio:.0%}", f">= {target:.0%}", ratio >= target))
+
+    def absolute(a: str, what: str, target: float) -> None:
+        if a in R:
+            rows.append((what, f"{R[a].value:,.0f} req/s", f">= {target:,.0f} req/s",
+                         R[a].value >= target))
+
+    share("update", "ceiling", "single writes / ceiling", 0.40)
+    for k, label in (("top", "top-100"), ("rank", "rank"), ("around", "around-me")):
+        share(k, "ceiling", f"{label} reads / ceiling", 0.50)
+    share("batch", "script_redis" if "script_redis" in R else "script_pipelined",
+          "batch endpoint / write script pipelined on Redis", 0.25)
+    share("pool", "bare", "writer pool / bare upsert", 0.70)
+    if "lag" in R:
+        rows.append(("write-to-Postgres lag p99", f"{R['lag'].p99_ms:,.0f} ms", "< 1,000 ms",
+                     R["lag"].p99_ms < 1000))
+    if f"top@{big}" in R and "top@10000" in R:
+        ratio = R[f"top@{big}"].p99_ms / R["top@10000"].p99_ms
+        rows.append((f"top-100 p99 at {big:,} / at 10,000 users", f"{ratio:.2f}x", "<= 2x",
+                     ratio <= 2))
+    absolute("update", "score update vs UpRank (1,550)", 1550)
+    absolute("top", "top-100 vs UpRank (1,970)", 1970)
+    absolute("around", "around-me vs UpRank (5,340)", 5340)
+    absolute("rank", "rank vs half of UpRank (11,060 / 2)", 5530)
+    return rows
+
+
+def markdown(args: argparse.Namespace, seconds: float) -> str:
     lines = [
-        "| endpoint | req/s | p50 ms | p99 ms | errors | share of ceiling |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} "
+        f"cores ({platform.machine()}) in one run of {seconds / 60:.1f} min: "
+        f"`{' '.join(['scripts/bench', *sys.argv[1:]])}` (wrk -t1 -c{args.connections} "
+        f"-d{args.duration}s, {args.users:,} users).",
+        "",
+        "| # | measurement | value | p50 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for r in results:
-        if math.isnan(r.p50_ms):  # measured without HTTP: no latency, no ceiling to compare
-            lines.append(f"| {r.name} | {r.rps:,.0f} | - | - | - | - |")
-            continue
-        if math.isnan(r.rps):  # a latency only
-            lines.append(f"| {r.name} | - | {r.p50_ms:.0f} | {r.p99_ms:.0f} | - | - |")
-            continue
-        share = "-" if "updates/s" in r.name else f"{r.rps / ceiling:.0%}"
-        lines.append(f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
-                     f"| {share} |")
-    head = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
-            f"{os.cpu_count()} cores ({platform.machine()}), wrk -t1 -c{args.connections} "
-            f"-d{args.duration}s, {args.users} users; one run each unless marked as a median.\n"
-            f"Command: `.venv/bin/python scripts/bench.py --duration {args.duration} "
-            f"--connections {args.connections} --users {args.users}`\n")
-    return head + "\n" + "\n".join(lines) + "\n"
+    item = {"ceiling": 1, "update": 2, "update_limits": 2, "top": 3, "rank": 3, "around": 3,
+            "batch": 4, "script_single": 5, "script_pipelined": 5, "script_pipelined_limits": 5,
+            "script_redis": 5,
+            "pool": 6, "bare": 6, "lag": 7}
+    for r in RESULTS.values():
+        n = item.get(r.key, 8)
+        p50 = "-" if math.isnan(r.p50_ms) else f"{r.p50_ms:.1f}"
+        p99 = "-" if math.isnan(r.p99_ms) else f"{r.p99_ms:.1f}"
+        value = "-" if r.unit in ("calls", "probes") else f"{r.value:,.0f} {r.unit}"
+        lines.append(f"| {n} | {r.name} | {value} | {p50} | {p99} | {r.errors} |")
+    lines += ["", "| target | measured | target | met |", "|---|---:|---:|---|"]
+    for what, got, target, met in ratio_rows(args.scale_users):
+        lines.append(f"| {what} | {got} | {target} | {'yes' if met else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(path: Path, table: str) -> None:
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    block = f"{begin}\n{table}{end}"
+    text = path.read_text() if path.exists() else "# Performance\n\n"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        head, _, rest = text.partition("\n\n")
+        text = f"{head}\n\n{block}\n\n{rest}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=10)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=1000, help="users the HTTP runs rotate over")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds of the limits off/on write runs")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--quick", action="store_true", help="2 s per endpoint, 100 users")
+    parser.add_argument("--drain-events", type=int, default=100_000)
+    parser.add_argument("--scale-users", type=int, default=1_000_000,
+                        help="the large board of item 8 (compared with 10,000 users)")
+    parser.add_argument("--out", type=Path, help="Markdown file to write the table into")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke check: 1 s per endpoint, 100 users, small backlog and board")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.users, args.rounds = 2, 100, 1
+        args.duration, args.users, args.rounds = 1, 100, 1
+        args.drain_events, args.scale_users = 5_000, 20_000
     if shutil.which("wrk") is None:
-        sys.exit("bench: wrk is not installed (Debian: apt-get install wrk)")
+        sys.exit("bench: wrk is not installed (scripts/bench installs it; Debian: apt-get install wrk)")
+    started = time.perf_counter()
     settings = Settings()  # type: ignore[call-arg]
     asyncio.run(ensure_database(settings))
-    tokens = asyncio.run(seed(settings, args.users))
-    asyncio.run(seed_credentials(settings, args.users))
-    n = 2000 if args.quick else 20000
+    d, c = args.duration, args.connections
     high = {"rate_limits_enabled": True, "user_rate_limit_count": 10**9,
             "region_rate_limit_per_sec": 10**9, "queue_reject_length": 10**9}
-    asyncio.run(direct_writes(settings, "warm-up", n // 4))
-    script_off: list[Result] = []
-    script_on: list[Result] = []
-    for _ in range(args.rounds):
-        script_off.append(asyncio.run(direct_writes(
-            settings, "write script on Redis, limits off (50 clients)", n)))
-        script_on.append(asyncio.run(direct_writes(
-            settings.model_copy(update=high), "write script on Redis, limits on (50 clients)", n)))
-    script_results = [median(script_off), median(script_on)]
-    asyncio.run(seed(settings, args.users))  # drop the direct writes' events again
+
+    print("5. the write script straight on Redis", flush=True)
+    n = 5_000 if args.quick else 50_000
+    asyncio.run(direct_script(settings, n // 5, 50, 1))  # warm-up
+    record(Result("script_single", "write script on Redis, one call at a time (50 clients)",
+                  asyncio.run(direct_script(settings, n, 50, 1)), "writes/s"))
+    record(Result("script_pipelined", "write script on Redis, pipelined 100 per round trip "
+                  "(4 clients)", asyncio.run(direct_script(settings, n * 2, 4, 100)), "writes/s"))
+    record(Result("script_pipelined_limits", "the same with every limit on (set high enough to "
+                  "admit all)", asyncio.run(direct_script(settings.model_copy(update=high),
+                                                         n * 2, 4, 100)), "writes/s"))
+    if shutil.which("redis-benchmark"):
+        record(Result("script_redis", "write script driven by redis-benchmark (C client, 4 "
+                      "connections, pipelined 100)", script_on_redis(settings, n * 4), "writes/s"))
+
+    tokens = asyncio.run(seed(settings, args.users))
     ray.init(num_cpus=8, include_dashboard=False, namespace=settings.ray_namespace,
              log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-        serve.run(Trivial.bind(), name="trivial", route_prefix="/trivial", logging_config=QUIET_LOGS)
+        serve.run(Trivial.bind(), name="trivial", route_prefix="/trivial",
+                  logging_config=QUIET_LOGS)
         serve.run(build_app(settings), name="leaderboard", route_prefix="/",
                   logging_config=QUIET_LOGS)
         # the same graph with every limit on, set high enough that every write is admitted:
         # the difference to the plain write is the cost of admission itself
-        limited = settings.model_copy(update={
-            "board": "benchlimits", "rate_limits_enabled": True,
-            "user_rate_limit_count": 10**9, "region_rate_limit_per_sec": 10**9,
-            "queue_reject_length": 10**9})
+        limited = settings.model_copy(update={"board": "benchlimits", **high})
         serve.run(build_app(limited), name="limited", route_prefix="/limited",
                   logging_config=QUIET_LOGS)
         base = f"http://127.0.0.1:{PORT}"
         token_list = ",".join(f'"{t}"' for t in tokens)
-        n = args.users
-        wrk("warm-up", f"{base}/top", None, 2, args.connections)
-        d, c = args.duration, args.connections
-        results = [
-            wrk("trivial deployment (ceiling)", f"{base}/trivial/", None, d, c),
-            *write_pair(base, token_list, d, c, args.rounds),
-            batch_result(wrk("POST /scores/batch, 1,000 items (4 connections)",
-                             f"{base}/scores/batch",
-                             WRK_BATCH % (issue_token(settings, "bench-server", "Server",
-                                                      "GLOBAL", role="server"), n), d, 4)),
-            wrk("GET /top?limit=100", f"{base}/top?limit=100", None, d, c),
-            wrk("GET /rank/{id}", base, WRK_PATHS % (n, "/rank/bench-%06d"), d, c),
-            wrk("GET /around/{id}?range=10", base,
-                WRK_PATHS % (n, "/around/bench-%06d?range=10"), d, c),
-        ]
+        wrk(f"{base}/top", None, 2, c)  # warm-up
+        print("1-4, 7. HTTP", flush=True)
+        http("ceiling", "trivial deployment (the ceiling)", f"{base}/trivial/", None, d, c)
+        off, on = [], []
+        for i in range(args.rounds):
+            if i == 0:
+                with LagProbe(settings) as probe:
+                    off.append(wrk(base, WRK_WRITE % (token_list, ""), d, c))
+                probe.result()
+            else:
+                off.append(wrk(base, WRK_WRITE % (token_list, ""), d, c))
+            on.append(wrk(base, WRK_WRITE % (token_list, "/limited"), d, c))
+        median_of("update", "POST /score/update, limits off", off)
+        median_of("update_limits", "POST /score/update, limits on (high)", on)
+        server = issue_token(settings, "bench-server", "Server", "GLOBAL", role="server")
+        batch = http("batch", "POST /scores/batch, 1,000 items per request (4 connections)",
+                     f"{base}/scores/batch", WRK_BATCH % (server, args.users), d, 4)
+        batch.value, batch.unit = batch.value * 1000, "score updates/s"
+        http("top", "GET /top?limit=100", f"{base}/top?limit=100", None, d, c)
+        http("rank", "GET /rank/{id}", base, WRK_PATHS % (args.users, "/rank/bench-%06d"), d, c)
+        http("around", "GET /around/{id}?range=10", base,
+             WRK_PATHS % (args.users, "/around/bench-%06d?range=10"), d, c)
+
+        print("6. writer pool vs bare upsert", flush=True)
+        from leaderboard.pipeline.pool import writer_actor_name
+
+        writers = [ray.get_actor(writer_actor_name(settings, i), namespace=settings.ray_namespace)
+                   for i in range(settings.writer_pool_size)]
+        drain_writer_pool(settings, writers, args.drain_events, max(1, args.drain_events // 5))
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
-    table = markdown(results + script_results + LAG, args)
-    print(table)
+
+    print("8. memory and read latency vs board size", flush=True)
+    calls = 200 if args.quick else 500
+    for users in (10_000, args.scale_users):
+        asyncio.run(board_size(settings, users, calls))
+
+    table = markdown(args, time.perf_counter() - started)
+    print("\n" + table)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table)
+        write_report(args.out, table)
+        print(f"written into {args.out}")
 
 
 if __name__ == "__main__":
