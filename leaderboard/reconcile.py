@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -10,8 +11,10 @@ import redis.asyncio as aioredis
 from leaderboard.keys import Keys
 from leaderboard.models import ScoreEvent
 from leaderboard.pipeline.writer import upsert
-from leaderboard.recovery import Row, durable_rows, restore
+from leaderboard.recovery import Boards, Row, all_boards, durable_rows, restore
+from leaderboard.redis_client import connect
 from leaderboard.settings import GLOBAL
+from leaderboard.shards import Topology
 
 CHUNK = 5000
 
@@ -42,21 +45,43 @@ class Report:
         ]
 
 
-async def reconcile(
-    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, *, dry_run: bool = False
+async def reconcile_all(
+    topology: Topology, pg: asyncpg.Pool, keys: Keys, *, dry_run: bool = False
 ) -> Report:
+    """Every Redis instance against Postgres, each for the boards it holds."""
     report = Report()
-    await _postgres_side(redis, pg, keys, report, dry_run)
-    await _redis_side(redis, pg, keys, report, dry_run)
+    in_postgres = 0
+    for url in topology.urls():
+        redis = connect(url)
+        try:
+            await reconcile(redis, pg, keys, dry_run=dry_run,
+                            boards=partial(topology.boards_on, url), report=report)
+        finally:
+            await redis.aclose()
+        in_postgres = in_postgres or report.users_in_postgres  # each pass reads every row
+    report.users_in_postgres = in_postgres
+    return report
+
+
+async def reconcile(
+    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, *, dry_run: bool = False,
+    boards: Boards = all_boards, report: Report | None = None,
+) -> Report:
+    """One instance against Postgres; ``boards(region)`` says what it holds of each region."""
+    report = report or Report()
+    await _postgres_side(redis, pg, keys, report, dry_run, boards)
+    await _redis_side(redis, pg, keys, report, dry_run, boards)
     return report
 
 
 async def _postgres_side(
-    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, report: Report, dry_run: bool
+    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, report: Report, dry_run: bool,
+    boards: Boards,
 ) -> None:
     """Rows whose Redis copy is missing or older: restore them (version-guarded)."""
-    async for rows in durable_rows(pg, CHUNK):
-        report.users_in_postgres += len(rows)
+    async for chunk in durable_rows(pg, CHUNK):
+        report.users_in_postgres += len(chunk)
+        rows = [r for r in chunk if boards(r["region"])]
         async with redis.pipeline(transaction=False) as pipe:
             for r in rows:
                 pipe.hget(keys.user(r["user_id"]), "version")
@@ -65,11 +90,12 @@ async def _postgres_side(
                             if v is None or int(v) < r["version"]]
         report.redis_behind += [str(r[0]) for r in stale]
         if stale and not dry_run:
-            await restore(redis, keys, stale)
+            await restore(redis, keys, stale, boards=boards)
 
 
 async def _redis_side(
-    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, report: Report, dry_run: bool
+    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, report: Report, dry_run: bool,
+    boards: Boards,
 ) -> None:
     """Hashes newer than Postgres (store them) or missing from their boards (re-add them)."""
     prefix = keys.user("")
@@ -78,8 +104,11 @@ async def _redis_side(
             for key in batch:
                 pipe.hgetall(key)
             hashes = await pipe.execute()
-        users = {key[len(prefix):]: h for key, h in zip(batch, hashes, strict=True) if h}
-        report.users_in_redis += len(users)
+        users = {key[len(prefix):]: h for key, h in zip(batch, hashes, strict=True)
+                 if h and boards(h["region"])}
+        # a user counts once: on their region's instance (GLOBAL's holds copies of the others)
+        report.users_in_redis += sum(1 for h in users.values()
+                                     if "r" in boards(h["region"]) or h["region"] == GLOBAL)
         stored = {r["user_id"]: r["version"] for r in await pg.fetch(
             "SELECT user_id, version FROM leaderboard WHERE user_id = ANY($1)", list(users))}
         newer = [ScoreEvent(user_id=u, name=h["name"], region=h["region"], score=h["score"],
@@ -88,23 +117,33 @@ async def _redis_side(
         report.postgres_behind += [e.user_id for e in newer]
         if newer and not dry_run:
             await upsert(pg, newer)
-        await _check_boards(redis, keys, users, report, dry_run)
+        await _check_boards(redis, keys, users, report, dry_run, boards)
+
+
+def _held(keys: Keys, region: str, boards: Boards) -> list[str]:
+    """The board keys this instance holds for a user of ``region``."""
+    held = boards(region)
+    out = [keys.board(GLOBAL)] if "g" in held else []
+    if "r" in held and region != GLOBAL:
+        out.append(keys.board(region))
+    return out
 
 
 async def _check_boards(redis: aioredis.Redis, keys: Keys, users: dict[str, dict[str, str]],
-                        report: Report, dry_run: bool) -> None:
+                        report: Report, dry_run: bool, boards: Boards) -> None:
+    wanted = {user: _held(keys, h["region"], boards) for user, h in users.items()}
     async with redis.pipeline(transaction=False) as pipe:
-        for h in users.values():
-            pipe.zscore(keys.board(GLOBAL), h["member"])
-            pipe.zscore(keys.board(h["region"]), h["member"])
-        scores = await pipe.execute()
-    for i, (user, h) in enumerate(users.items()):
-        if scores[2 * i] is None or scores[2 * i + 1] is None:
+        for user, h in users.items():
+            for board in wanted[user]:
+                pipe.zscore(board, h["member"])
+        scores = iter(await pipe.execute())
+    for user, h in users.items():
+        missing = [board for board in wanted[user] if next(scores) is None]
+        if missing:
             report.missing_from_boards.append(user)
             if not dry_run:
-                await redis.zadd(keys.board(GLOBAL), {h["member"]: int(h["score"])})
-                if h["region"] != GLOBAL:
-                    await redis.zadd(keys.board(h["region"]), {h["member"]: int(h["score"])})
+                for board in missing:
+                    await redis.zadd(board, {h["member"]: int(h["score"])})
 
 
 async def _scan_batches(redis: aioredis.Redis, match: str):  # type: ignore[no-untyped-def]

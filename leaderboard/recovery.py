@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -23,6 +23,13 @@ from leaderboard.settings import GLOBAL
 log = logging.getLogger(__name__)
 
 Row = Sequence[str | int]  # user_id, name, region, score, version, reached, ts
+# Which boards of a region's users this instance holds ('g', 'r', 'gr', '': none), see
+# Topology.boards_on; one instance holding everything is the default.
+Boards = Callable[[str], str]
+
+
+def all_boards(region: str) -> str:
+    return "gr"
 SCRIPT_ROWS = 1000
 LOCK_MS = 300_000
 
@@ -40,14 +47,21 @@ FROM leaderboard WHERE user_id > $1 ORDER BY user_id LIMIT $2
 
 
 async def restore(
-    redis: aioredis.Redis, keys: Keys, rows: Iterable[Row], stream: str | None = None
+    redis: aioredis.Redis, keys: Keys, rows: Iterable[Row], stream: str | None = None,
+    boards: Boards = all_boards,
 ) -> int:
-    """Apply rows where Redis has no newer version; with ``stream``, append them there too."""
+    """Apply rows where Redis has no newer version; with ``stream``, append them there too.
+
+    Each row goes only to the boards ``boards(region)`` says this instance holds (none: skipped).
+    """
     script = redis.register_script(RESTORE)
     applied = 0
     batch: list[Row] = []
     for row in rows:
-        batch.append(row)
+        held = boards(str(row[2]))
+        if not held:
+            continue
+        batch.append((*row, held))
         if len(batch) == SCRIPT_ROWS:
             applied += await _restore_batch(script, keys, batch, stream)
             batch = []
@@ -67,7 +81,8 @@ async def _restore_batch(script: object, keys: Keys, rows: list[Row], stream: st
 
 
 async def rebuild_from_postgres(
-    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, chunk: int = 10_000
+    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, chunk: int = 10_000,
+    boards: Boards = all_boards,
 ) -> int:
     """Every row of the durable record into the boards, keyset-paginated by user_id."""
     applied = 0
@@ -75,7 +90,8 @@ async def rebuild_from_postgres(
     async for rows in durable_rows(pg, chunk):
         if pending is not None:
             applied += await pending  # Redis applies one chunk while Postgres reads the next
-        pending = asyncio.create_task(restore(redis, keys, [tuple(r) for r in rows]))
+        pending = asyncio.create_task(
+            restore(redis, keys, [tuple(r) for r in rows], boards=boards))
     if pending is not None:
         applied += await pending
     return applied
@@ -141,8 +157,12 @@ class Unstored:
 class BoardGuard:
     """Per shard: notices a lost board, replays its unstored events, rebuilds if elected."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, shard: str, unstored: Unstored) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, shard: str, unstored: Unstored,
+        boards: Boards = all_boards,
+    ) -> None:
         self._redis = redis
+        self._boards = boards
         self._keys = keys
         self._stream = keys.stream(shard)
         self._unstored = unstored
@@ -169,7 +189,7 @@ class BoardGuard:
         if not await r.set(k.rebuild_lock, self._me, nx=True, px=LOCK_MS):
             return "waiting"
         try:
-            rows = await rebuild_from_postgres(r, pg, k)
+            rows = await rebuild_from_postgres(r, pg, k, boards=self._boards)
             new_epoch = uuid.uuid4().hex
             await r.set(k.epoch, new_epoch)
             self._seen_epoch = new_epoch
@@ -183,5 +203,6 @@ class BoardGuard:
     async def _replay(self) -> None:
         events = self._unstored.events()
         if events:
-            n = await restore(self._redis, self._keys, [e.row() for e in events], self._stream)
+            n = await restore(self._redis, self._keys, [e.row() for e in events], self._stream,
+                              self._boards)
             log.warning("replayed %d of %d events Postgres did not have yet", n, len(events))

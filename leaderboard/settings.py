@@ -13,6 +13,61 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MAX_SCORE = 2**53 - 1
 REGION_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
 GLOBAL = "GLOBAL"
+MAX_SPLITS = 64
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _pairs(variable: str, text: str, regions: list[str]) -> list[tuple[str, str]]:
+    """``REGION=value,REGION=value`` as pairs; unknown or repeated regions are errors."""
+    pairs: list[tuple[str, str]] = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        region, sep, value = item.partition("=")
+        region, value = region.strip().upper(), value.strip()
+        if not sep or not value:
+            raise ValueError(f"{variable}: {item!r} is not REGION=value")
+        if region not in regions:
+            raise ValueError(f"{variable}: unknown region {region!r}; REGIONS are {regions}")
+        if region in (r for r, _ in pairs):
+            raise ValueError(f"{variable}: region {region} is listed twice")
+        pairs.append((region, value))
+    return pairs
+
+
+def check_redis_url(variable: str, url: str) -> str:
+    """A usable Redis URL (redis://host[:port][/db], rediss://..., unix:///path), else an error."""
+    parts = urlsplit(url)
+    try:
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"{variable}: {url!r} has an invalid port") from None
+    db = parts.path.lstrip("/")
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ValueError(f"{variable}: {url!r} is not a redis://, rediss:// or unix:// URL")
+    if parts.scheme != "unix" and (not parts.hostname or (db and not db.isdigit())):
+        raise ValueError(f"{variable}: {url!r} needs a host and an optional numeric database")
+    return url
+
+
+def parse_shard_map(text: str, regions: list[str]) -> dict[str, str]:
+    """``REDIS_SHARDS``: region -> Redis URL; GLOBAL always stays on ``REDIS_URL``."""
+    out: dict[str, str] = {}
+    for region, url in _pairs("REDIS_SHARDS", text, regions):
+        if region == GLOBAL:
+            raise ValueError("REDIS_SHARDS: GLOBAL always lives on REDIS_URL; do not map it")
+        out[region] = check_redis_url("REDIS_SHARDS", url)
+    return out
+
+
+def parse_splits(text: str, regions: list[str]) -> dict[str, int]:
+    """``REGION_SPLITS``: region -> number of shards its users are hashed over (1: no split)."""
+    out: dict[str, int] = {}
+    for region, value in _pairs("REGION_SPLITS", text, regions):
+        if not value.isdigit() or not 1 <= int(value) <= MAX_SPLITS:
+            raise ValueError(f"REGION_SPLITS: {region}={value!r}: the count must be 1-{MAX_SPLITS}")
+        out[region] = int(value)
+    return out
 
 
 @dataclass(frozen=True)
@@ -61,6 +116,8 @@ class StoreSettings(BaseSettings):
     regions: str = Field("GLOBAL,ASIA,EU,NA", alias="REGIONS")
     board: str = Field("default", pattern=r"^[a-z0-9_-]{1,32}$", alias="BOARD")
     state_dir: str = Field(".data", alias="STATE_DIR")
+    redis_shards: str = Field("", alias="REDIS_SHARDS")
+    region_splits: str = Field("", alias="REGION_SPLITS")
 
     @field_validator("regions")
     @classmethod
@@ -73,10 +130,25 @@ class StoreSettings(BaseSettings):
             raise ValueError("REGIONS lists a region twice")
         return ",".join([GLOBAL, *(n for n in names if n != GLOBAL)])
 
+    @model_validator(mode="after")
+    def _shards_valid(self) -> StoreSettings:
+        check_redis_url("REDIS_URL", self.redis_url)
+        self.shard_map()
+        self.splits()
+        return self
+
     @property
     def region_list(self) -> list[str]:
         """Regions in configured order; GLOBAL always first."""
         return self.regions.split(",")
+
+    def shard_map(self) -> dict[str, str]:
+        """Regions mapped to a Redis other than REDIS_URL (``REDIS_SHARDS``)."""
+        return parse_shard_map(self.redis_shards, self.region_list)
+
+    def splits(self) -> dict[str, int]:
+        """Regions whose users are hashed over several shards (``REGION_SPLITS``)."""
+        return parse_splits(self.region_splits, self.region_list)
 
     def dsn(self, database: str | None = None) -> str:
         """Postgres DSN: DATABASE_URL if set, else built from the libpq variables."""

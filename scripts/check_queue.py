@@ -1,7 +1,11 @@
 """Per shard: backlog, pending, consumer-group lag, dead letters and up to 20 events.
 
+With several Redis instances (REDIS_SHARDS) also GLOBAL's staleness: the fold-lag histogram
+and, per shard on another instance, the age of its oldest event not yet folded for sure.
+
 Usage: .venv/bin/python scripts/check_queue.py [--count N]   (or: make check-queue)
-Reads REDIS_URL, REGIONS and BOARD like the service (no JWT_SECRET needed).
+Reads REDIS_URL, REDIS_SHARDS, REGION_SPLITS, REGIONS and BOARD like the service (no
+JWT_SECRET needed).
 """
 
 from __future__ import annotations
@@ -9,19 +13,52 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from leaderboard.actors.router import shard_for
+from leaderboard.fold import FoldLag, oldest_event_ages
 from leaderboard.keys import WRITERS_GROUP, Keys
 from leaderboard.redis_client import connect
 from leaderboard.settings import StoreSettings
+from leaderboard.shards import Topology, redacted
 
 
 async def report(count: int) -> None:
     store = StoreSettings()
     keys = Keys(store.board)
-    redis = connect(store.redis_url)
-    for shard in sorted({shard_for(r) for r in store.region_list}):
+    topology = Topology.of(store)
+    several = len(topology.urls()) > 1
+    for url in topology.urls():
+        redis = connect(url)
+        try:
+            if several:
+                print(f"Redis {redacted(url)}:")
+            await report_instance(redis, keys, topology.shards_on(url), count)
+            if several and url == topology.global_url:
+                await report_global(redis, keys)
+        finally:
+            await redis.aclose()
+    if several:
+        for url in topology.urls():
+            remote = [s for s in topology.shards_on(url) if s in topology.remote_shards()]
+            if remote:
+                redis = connect(url)
+                ages = await oldest_event_ages(redis, keys, remote)
+                await redis.aclose()
+                for shard, age in ages.items():
+                    print(f"GLOBAL staleness bound for {shard}: oldest unfolded-for-sure event "
+                          f"{age} ms old")
+
+
+async def report_global(redis: aioredis.Redis, keys: Keys) -> None:
+    """The fold-lag histogram GLOBAL's instance keeps."""
+    lag = FoldLag.from_hash(await redis.hgetall(keys.fold_stats))
+    print(f"GLOBAL fold lag: {lag.counts}  max={lag.max_ms:.1f}ms  last={lag.last_ms:.1f}ms  "
+          f"folded by shards={lag.applied_fast}  by writers (fast path missed)={lag.applied_net}")
+
+
+async def report_instance(redis: aioredis.Redis, keys: Keys, shards: list[str], count: int) -> None:
+    for shard in shards:
         name = keys.stream(shard)
         backlog = await redis.xlen(name)
         dead = await redis.xlen(keys.dead(shard))
@@ -37,7 +74,6 @@ async def report(count: int) -> None:
               f"consumers={consumers}  dead_letters={dead}")
         for entry_id, fields in await redis.xrange(name, count=count):
             print(f"  {entry_id} {fields}")
-    await redis.aclose()
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Region -> shard routing and the named, restartable shard actors."""
+"""User -> shard routing and the named, restartable shard actors (one per shard)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import ray
 
 from leaderboard.actors.shard import RegionShardActor
 from leaderboard.settings import Settings
+from leaderboard.shards import Topology
 
 
-def shard_for(region: str) -> str:
-    """The shard that owns a region's writes (one shard per region for now)."""
-    return region
+def shard_for(topology: Topology, region: str, user_id: str) -> str:
+    """The shard that owns a user's writes: the region's, or its ring's pick when split."""
+    return topology.shard_for(region, user_id)
 
 
 def shard_actor_name(settings: Settings, shard: str) -> str:
@@ -20,12 +21,11 @@ def shard_actor_name(settings: Settings, shard: str) -> str:
 
 
 def ensure_shards(settings: Settings) -> dict[str, Any]:
-    """Create (or find) one detached, restartable shard actor per region."""
+    """Create (or find) one detached, restartable shard actor per shard, keyed by shard name."""
     remote_cls = ray.remote(RegionShardActor)
     handles: dict[str, Any] = {}
-    for region in settings.region_list:
-        shard = shard_for(region)
-        handles[region] = remote_cls.options(
+    for shard in Topology.of(settings).all_shards():
+        handles[shard] = remote_cls.options(
             name=shard_actor_name(settings, shard),
             namespace=settings.ray_namespace,
             lifetime="detached",

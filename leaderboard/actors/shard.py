@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Literal
 
+from leaderboard.fold import GlobalFold
 from leaderboard.keys import WRITE_SCORE, Keys
 from leaderboard.pipeline.db import create_pool
 from leaderboard.recovery import BoardGuard, Event, Unstored
 from leaderboard.redis_client import REDIS_DOWN, connect, run_script_many
 from leaderboard.settings import GLOBAL, MAX_SCORE, Settings
+from leaderboard.shards import Topology, region_of
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,8 @@ class WriteResult:
     """What the atomic write script did; ``rank`` is 1-based on GLOBAL (0: board warming).
 
     ``remaining`` is the user's tokens left after an admitted write (-1: no user limit);
-    ``retry_after_us`` says when a rate-limited write would be admitted.
+    ``retry_after_us`` says when a rate-limited write would be admitted. ``global_pending``: the
+    write is applied but GLOBAL's instance could not be reached to fold it in (the writers will).
     """
 
     status: Literal[
@@ -48,10 +52,15 @@ class WriteResult:
     remaining: int = -1
     scope: str = ""
     retry_after_us: int = 0
+    global_pending: bool = False
 
 
 class RegionShard:
-    """Runs every write of its shard as one atomic Redis script (boards, hash, stream)."""
+    """Runs every write of its shard as one atomic Redis script (boards, hash, stream).
+
+    On GLOBAL's instance that script updates GLOBAL too. On another instance it updates the
+    region board only, and the shard then folds the group's writes into GLOBAL (``GlobalFold``).
+    """
 
     def __init__(self, settings: Settings, shard: str) -> None:
         self._keys = Keys(settings.board)
@@ -59,8 +68,13 @@ class RegionShard:
         limits = settings.limits()
         self._limit_args = [*limits.user.args(), *limits.region.args(), limits.queue_length]
         self._idem_ttl = settings.idempotency_ttl_seconds
-        self._redis = connect(settings.redis_url, retries=0)
+        self.topology = Topology.of(settings)
+        self.url = self.topology.url_of_shard(shard)
+        self._redis = connect(self.url, retries=0)
         self._write = self._redis.register_script(WRITE_SCORE)
+        self._fold: GlobalFold | None = None
+        if self.topology.is_remote(region_of(shard)):
+            self._fold = GlobalFold(connect(self.topology.global_url), self._keys)
         self._settings = settings
         self.unstored = Unstored()
 
@@ -79,14 +93,50 @@ class RegionShard:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply  # a script error is a bug, not an answer
-        return [self._result(cmd, reply) for cmd, reply in zip(cmds, replies, strict=True)]
+        results = [self._result(cmd, reply) for cmd, reply in zip(cmds, replies, strict=True)]
+        if self._fold is not None:
+            results = await self._fold_global(cmds, replies, results)
+        return results
+
+    async def _fold_global(
+        self, cmds: list[WriteCommand], replies: list[list[str | int]], results: list[WriteResult]
+    ) -> list[WriteResult]:
+        """The fast path: fold the applied writes into GLOBAL; their ranks become GLOBAL ranks."""
+        assert self._fold is not None
+        applied = [i for i, r in enumerate(results) if r.status == "ok"]
+        rows = [self._event(cmds[i], results[i], int(replies[i][5])).row() for i in applied]
+        try:
+            ranks = await self._fold.apply(rows, "fast")
+        except REDIS_DOWN as exc:
+            log.warning("shard %s: GLOBAL unreachable, the writers will fold: %s", self._shard, exc)
+            for i in applied:
+                results[i] = replace(results[i], rank=0, global_pending=True)
+            return results
+        for i, rank in zip(applied, ranks, strict=True):
+            results[i] = replace(results[i], rank=rank + 1)
+        keyed = [(cmds[i], results[i]) for i in applied if cmds[i].idempotency_key]
+        if keyed:  # a replay must answer the GLOBAL rank too, not the region's
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for cmd, result in keyed:
+                        key = self._keys.idempotency(cmd.user_id, cmd.idempotency_key or "")
+                        pipe.hset(key, "rank", result.rank - 1)
+                    await pipe.execute()
+            except REDIS_DOWN as exc:
+                log.warning("shard %s: idempotency ranks not updated: %s", self._shard, exc)
+        return results
+
+    @staticmethod
+    def _event(cmd: WriteCommand, result: WriteResult, reached: int) -> Event:
+        return Event(cmd.user_id, cmd.name, cmd.region, result.score, result.version, reached)
 
     def _script_call(self, cmd: WriteCommand) -> tuple[list[str], list[str | int]]:
         """The write script's KEYS and ARGV for one command."""
         k = self._keys
         keys = [
             k.user(cmd.user_id),
-            k.board(GLOBAL),
+            # on another instance than GLOBAL's, the script's "GLOBAL" is the region board
+            k.board(cmd.region if self._fold is not None else GLOBAL),
             k.board(cmd.region),
             k.stream(self._shard),
             k.clock,
@@ -110,9 +160,10 @@ class RegionShard:
         if status not in ("ok", "replay"):
             return WriteResult(status)  # type: ignore[arg-type]
         score, version = int(reply[1]), int(reply[2])
+        result = WriteResult(status, score, version, int(reply[3]) + 1, int(reply[4]))  # type: ignore[arg-type]
         if status == "ok":
-            self.unstored.add(Event(cmd.user_id, cmd.name, cmd.region, score, version, int(reply[5])))
-        return WriteResult(status, score, version, int(reply[3]) + 1, int(reply[4]))  # type: ignore[arg-type]
+            self.unstored.add(self._event(cmd, result, int(reply[5])))
+        return result
 
     async def backlog(self) -> int:
         """Events on this shard's stream not yet stored in Postgres."""
@@ -129,7 +180,8 @@ class RegionShardActor(RegionShard):
 
     async def __init__(self, settings: Settings, shard: str) -> None:  # type: ignore[misc]
         super().__init__(settings, shard)
-        self._guard = BoardGuard(self._redis, self._keys, shard, self.unstored)
+        boards = partial(self.topology.boards_on, self.url)
+        self._guard = BoardGuard(self._redis, self._keys, shard, self.unstored, boards)
         self._guard_task = asyncio.create_task(self._guard_loop())
 
     async def _guard_loop(self) -> None:

@@ -1,4 +1,4 @@
-"""The writer pool: N restartable actors, each running one StreamWriter loop."""
+"""The writer pool: N restartable actors, each running one StreamWriter loop per Redis instance."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ import logging
 import os
 from typing import Any
 
+import asyncpg
 import ray
 
-from leaderboard.actors.router import shard_for
+from leaderboard.fold import GlobalFold
 from leaderboard.keys import Keys
 from leaderboard.pipeline.db import create_pool
 from leaderboard.pipeline.writer import StreamWriter
 from leaderboard.redis_client import connect
 from leaderboard.settings import Settings
+from leaderboard.shards import Topology, redacted
 
 log = logging.getLogger(__name__)
 
@@ -22,77 +24,91 @@ MAX_BACKOFF_S = 2.0
 
 
 class Writer:
-    """Actor body: loops step() forever, backing off while Redis or Postgres is down."""
+    """Actor body: one StreamWriter loop per Redis instance, backing off while a store is down."""
 
     async def __init__(self, settings: Settings, index: int) -> None:  # type: ignore[misc]
         self._settings = settings
         self._consumer = f"writer-{index}"
+        self._topology = Topology.of(settings)
         self._paused = asyncio.Event()
         self._paused.set()
-        self._writer: StreamWriter | None = None
-        self._stepping = asyncio.Lock()
-        self._task = asyncio.create_task(self._run())
+        urls = [u for u in self._topology.urls() if self._topology.shards_on(u)]
+        self._writers: dict[str, StreamWriter | None] = dict.fromkeys(urls)
+        self._stepping = {url: asyncio.Lock() for url in urls}
+        self._pg: asyncpg.Pool | None = None
+        self._pg_lock = asyncio.Lock()
+        self._tasks = [asyncio.create_task(self._run(url)) for url in urls]
 
-    async def _connect(self) -> StreamWriter:
-        s = self._settings
-        shards = sorted({shard_for(r) for r in s.region_list})
+    async def _connect(self, url: str) -> StreamWriter:
+        s, topo = self._settings, self._topology
+        async with self._pg_lock:
+            if self._pg is None:
+                self._pg = await create_pool(s, max_size=2 * len(self._writers))
+        keys = Keys(s.board)
+        fold = None
+        if url != topo.global_url:
+            fold = GlobalFold(connect(topo.global_url), keys)
         writer = StreamWriter(
-            connect(s.redis_url, retries=0),
-            await create_pool(s, max_size=2),
-            Keys(s.board),
-            shards,
+            connect(url, retries=0),
+            self._pg,
+            keys,
+            topo.shards_on(url),
             self._consumer,
             batch_size=s.writer_batch_size,
             block_ms=s.writer_batch_wait_ms,
             claim_idle_ms=s.writer_claim_idle_ms,
             max_deliveries=s.writer_max_deliveries,
+            fold=fold,
         )
         await writer.start()
         return writer
 
-    async def _run(self) -> None:
+    async def _run(self, url: str) -> None:
         backoff = 0.1
         while True:
             await self._paused.wait()
+            writer = self._writers[url]
             try:
-                async with self._stepping:
+                async with self._stepping[url]:
                     if not self._paused.is_set():
                         continue  # paused while waiting for the lock
-                    if self._writer is None:
-                        self._writer = await self._connect()
-                    await self._writer.step()
+                    if writer is None:
+                        writer = self._writers[url] = await self._connect(url)
+                    await writer.step()
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: the batch stays pending and is retried
-                log.warning("%s: batch failed (%s); retrying in %.1fs", self._consumer, exc, backoff)
-                if self._writer is not None:
-                    self._writer.stats.errors += 1
-                    self._writer.stats.last_error = repr(exc)[:300]
+                log.warning("%s: batch from %s failed (%s); retrying in %.1fs",
+                            self._consumer, redacted(url), exc, backoff)
+                if writer is not None:
+                    writer.stats.errors += 1
+                    writer.stats.last_error = repr(exc)[:300]
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     async def pause(self) -> None:
-        """Stop taking batches; returns once the batch in progress (if any) is stored."""
+        """Stop taking batches; returns once the batches in progress (if any) are stored."""
         self._paused.clear()
-        async with self._stepping:
-            pass
+        for lock in self._stepping.values():
+            async with lock:
+                pass
 
     async def resume(self) -> None:
         self._paused.set()
 
     async def stats(self) -> dict[str, Any]:
-        st = self._writer.stats if self._writer else None
+        stats = [w.stats for w in self._writers.values() if w is not None]
         return {
             "consumer": self._consumer,
             "pid": os.getpid(),
             "paused": not self._paused.is_set(),
-            "connected": self._writer is not None,
-            "events": st.events if st else 0,
-            "batches": st.batches if st else 0,
-            "errors": st.errors if st else 0,
-            "dead_lettered": st.dead_lettered if st else 0,
-            "last_error": st.last_error if st else "",
+            "connected": len(stats) == len(self._writers),
+            "events": sum(st.events for st in stats),
+            "batches": sum(st.batches for st in stats),
+            "errors": sum(st.errors for st in stats),
+            "dead_lettered": sum(st.dead_lettered for st in stats),
+            "last_error": next((st.last_error for st in stats if st.last_error), ""),
         }
 
 

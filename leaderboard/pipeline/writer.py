@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
+from leaderboard.fold import GlobalFold
 from leaderboard.keys import WRITERS_GROUP, Keys
 from leaderboard.models import ScoreEvent
 from leaderboard.pipeline import stream
@@ -50,6 +51,11 @@ async def upsert(conn: asyncpg.Pool | asyncpg.Connection, events: list[ScoreEven
     )
 
 
+def row(e: ScoreEvent) -> tuple[str, str, str, int, int, int, int]:
+    """An event in the scripts' field order."""
+    return (e.user_id, e.name, e.region, e.score, e.version, e.reached, e.ts)
+
+
 @dataclass
 class WriterStats:
     events: int = 0
@@ -60,7 +66,11 @@ class WriterStats:
 
 
 class StreamWriter:
-    """One consumer of the writers' group over every shard stream."""
+    """One consumer of the writers' group over the shard streams of one Redis instance.
+
+    With ``fold`` (the instance is not GLOBAL's), each batch is also folded into GLOBAL before
+    it is acknowledged: the safety net behind the shards' own fold.
+    """
 
     def __init__(
         self,
@@ -74,7 +84,9 @@ class StreamWriter:
         block_ms: int,
         claim_idle_ms: int,
         max_deliveries: int = 5,
+        fold: GlobalFold | None = None,
     ) -> None:
+        self._fold = fold
         self._redis = redis
         self._pg = pg
         self._keys = keys
@@ -124,6 +136,8 @@ class StreamWriter:
                  if e is not None and d.entry_id not in gone]
         if pairs:
             dead += await self._store(pairs)
+            if self._fold is not None:
+                await self._fold.apply([row(e) for _, e in pairs], "net")
         if dead:
             await self._dead_letter(dead)
         try:

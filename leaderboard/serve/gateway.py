@@ -30,6 +30,7 @@ from leaderboard.errors import (
     Unavailable,
     Warming,
 )
+from leaderboard.fold import FoldLag, InstanceHealth, oldest_event_ages
 from leaderboard.keys import TAKE_TOKENS, Keys
 from leaderboard.models import (
     AroundResponse,
@@ -52,6 +53,7 @@ from leaderboard.serve import auth, http_errors
 from leaderboard.serve.batching import MicroBatcher
 from leaderboard.serve.ranking import ReadRequest
 from leaderboard.settings import GLOBAL, Settings
+from leaderboard.shards import Topology, redacted
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +123,11 @@ class Gateway:
         self._shards = shards
         self._writers = writers
         size, wait = settings.batch_max_size, settings.batch_max_wait_ms / 1000
+        self._topology = Topology.of(settings)
         self._shard_batchers = {
-            region: MicroBatcher(self._shard_sender(handle), max_size=size, max_wait_s=wait,
-                                 max_inflight=settings.batch_max_inflight)
-            for region, handle in shards.items()
+            shard: MicroBatcher(self._shard_sender(handle), max_size=size, max_wait_s=wait,
+                                max_inflight=settings.batch_max_inflight)
+            for shard, handle in shards.items()
         }
         # reads may spread over every ranking replica
         inflight = settings.batch_max_inflight * settings.ranking_max_replicas
@@ -134,6 +137,8 @@ class Gateway:
         self._regions = set(settings.region_list)
         self._keys = Keys(settings.board)
         self._redis = connect(settings.redis_url)
+        self._instances = {url: self._redis if url == settings.redis_url else connect(url)
+                           for url in self._topology.urls()}
         self._take_tokens = self._redis.register_script(TAKE_TOKENS)
         self._pg: asyncpg.Pool | None = None
         self._pg_lock = asyncio.Lock()
@@ -187,7 +192,9 @@ class Gateway:
             "region": claims.region,
             "score": result.score,
         }
-        if result.rank == 0:  # the board is being rebuilt: no rank rather than a wrong one
+        if result.global_pending:  # GLOBAL's Redis unreachable: applied, folded in later
+            entry.update(rank=None, global_pending=True)
+        elif result.rank == 0:  # the board is being rebuilt: no rank rather than a wrong one
             entry.update(rank=None, warming=True)
         response = json_response(entry, 201 if mode == "create" else 200)
         if result.status == "replay":
@@ -200,14 +207,15 @@ class Gateway:
     async def _shard_write(
         self, claims: Claims, mode: WriteMode, value: int, key: str | None = None
     ) -> WriteResult:
-        if claims.region not in self._shards:
+        if claims.region not in self._regions:
             raise BadRequest(f"region {claims.region!r} of this token is not served")
+        shard = shard_for(self._topology, claims.region, claims.sub)
         cmd = WriteCommand(claims.sub, claims.name, claims.region, mode, value, key)
         try:
-            result: WriteResult = await self._shard_batchers[claims.region].submit(cmd)
+            result: WriteResult = await self._shard_batchers[shard].submit(cmd)
         except RayError as exc:
-            log.warning("shard %s unavailable: %s", claims.region, exc)
-            raise Unavailable(f"shard {claims.region} is restarting; retry shortly") from exc
+            log.warning("shard %s unavailable: %s", shard, exc)
+            raise Unavailable(f"shard {shard} is restarting; retry shortly") from exc
         if result.status == "exists":
             raise Conflict("this user already has a leaderboard entry")
         if result.status == "out_of_range":
@@ -221,7 +229,7 @@ class Gateway:
         if result.status == "key_reused":
             raise KeyReused("this Idempotency-Key was used for a different request")
         if result.status == "queue_full":
-            raise QueueFull(f"shard {claims.region} has too many events waiting for Postgres", 1)
+            raise QueueFull(f"shard {shard} has too many events waiting for Postgres", 1)
         return result
 
     async def _admit_auth(self, request: Request) -> None:
@@ -378,10 +386,10 @@ class Gateway:
         self._require_role(authorization, "server")
         profiles = await self._profiles({item.user_id for item in body.items})
         answers: list[dict[str, Any] | None] = [None] * len(body.items)
-        by_region: dict[str, list[tuple[int, WriteCommand]]] = {}
+        by_shard: dict[str, list[tuple[int, WriteCommand]]] = {}
         for i, item in enumerate(body.items):
             profile = profiles.get(item.user_id)
-            if profile is None or profile[1] not in self._shards:
+            if profile is None or profile[1] not in self._regions:
                 answers[i] = {"user_id": item.user_id, "status": "refused",
                               "error": "unknown_user", "detail": "no such user"}
                 continue
@@ -389,18 +397,19 @@ class Gateway:
             value = item.score if item.score is not None else item.delta
             cmd = WriteCommand(item.user_id, profile[0], profile[1], mode, int(value or 0),
                                item.idempotency_key)
-            by_region.setdefault(profile[1], []).append((i, cmd))
-        groups = list(by_region.items())
+            shard = shard_for(self._topology, profile[1], item.user_id)
+            by_shard.setdefault(shard, []).append((i, cmd))
+        groups = list(by_shard.items())
         outcomes = await asyncio.gather(
-            *(self._batch_call(region, [cmd for _, cmd in items]) for region, items in groups))
+            *(self._batch_call(shard, [cmd for _, cmd in items]) for shard, items in groups))
         for (_, items), results in zip(groups, outcomes, strict=True):
             for (i, cmd), result in zip(items, results, strict=True):
                 answers[i] = batch_answer(cmd, result)
         return json_response({"results": answers})
 
-    async def _batch_call(self, region: str, cmds: list[WriteCommand]) -> list[WriteResult]:
+    async def _batch_call(self, shard: str, cmds: list[WriteCommand]) -> list[WriteResult]:
         try:
-            results: list[WriteResult] = await self._shards[region].write_many.remote(cmds)
+            results: list[WriteResult] = await self._shards[shard].write_many.remote(cmds)
             return results
         except RayError:
             return [WriteResult("unavailable") for _ in cmds]
@@ -450,37 +459,57 @@ class Gateway:
 
     @api.get("/health")
     async def health(self) -> JSONResponse:
-        """Each component's state; 503 when Redis or Postgres cannot be reached."""
-        redis_state, backlog, dead, warming = await self._redis_health()
+        """Each component's state; 503 when a Redis instance or Postgres cannot be reached."""
+        states = await asyncio.gather(*(self._instance_health(url) for url in self._instances))
         pg_state = await self._pg_health()
-        ok = redis_state == "ok" and pg_state == "ok"
-        body = {
+        redis_ok = all(st.state == "ok" for st in states)
+        ok = redis_ok and pg_state == "ok"
+        body: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
-            "redis": redis_state,
+            "redis": "ok" if redis_ok else "unreachable",
             "postgres": pg_state,
-            "warming": warming,
-            "backlog": backlog,
-            "dead_letters": dead,
+            "warming": any(st.warming for st in states),
+            "backlog": {k: v for st in states for k, v in st.backlog.items()},
+            "dead_letters": {k: v for st in states for k, v in st.dead.items()},
         }
+        if len(states) > 1:
+            body["redis_instances"] = {redacted(url): st.state
+                                       for url, st in zip(self._instances, states, strict=True)}
+            body["global"] = await self._global_health(states)
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    async def _redis_health(self) -> tuple[str, dict[str, int], dict[str, int], bool]:
-        """Redis state, per shard the backlog and the dead letters, and whether it is warming."""
-        shards = sorted({shard_for(region) for region in self._shards})
+    async def _instance_health(self, url: str) -> InstanceHealth:
+        """One instance: reachable, per shard on it the backlog and the dead letters, warming."""
+        shards = self._topology.shards_on(url)
+        redis = self._instances[url]
         try:
             async with asyncio.timeout(2):
-                async with self._redis.pipeline(transaction=False) as pipe:
+                async with redis.pipeline(transaction=False) as pipe:
                     for shard in shards:
                         pipe.xlen(self._keys.stream(shard))
                         pipe.xlen(self._keys.dead(shard))
                     pipe.exists(self._keys.epoch)
                     pipe.exists(self._keys.warming)
                     *counts, epoch, flag = [int(n) for n in await pipe.execute()]
+                oldest = await oldest_event_ages(redis, self._keys, shards)
         except (TimeoutError, *REDIS_DOWN):
-            return "unreachable", {}, {}, False
+            return InstanceHealth("unreachable")
         backlog = dict(zip(shards, counts[0::2], strict=True))
         dead = dict(zip(shards, counts[1::2], strict=True))
-        return "ok", backlog, dead, bool(flag) or not epoch
+        return InstanceHealth("ok", backlog, dead, bool(flag) or not epoch, oldest)
+
+    async def _global_health(self, states: list[InstanceHealth]) -> dict[str, Any]:
+        """GLOBAL staleness: the fold-lag histogram, and the oldest event not yet folded for sure."""
+        remote = set(self._topology.remote_shards())
+        unconfirmed = {k: v for st in states for k, v in st.oldest.items() if k in remote}
+        try:
+            async with asyncio.timeout(2):
+                stats = await self._redis.hgetall(self._keys.fold_stats)
+        except (TimeoutError, *REDIS_DOWN):
+            stats = {}
+        return {**FoldLag.from_hash(stats).as_dict(),
+                "oldest_unconfirmed_ms": max(unconfirmed.values(), default=0),
+                "unconfirmed_by_shard": unconfirmed}
 
     async def _pg_health(self) -> str:
         try:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from leaderboard.errors import Unavailable
 from leaderboard.keys import AROUND, RANK, TOP, Keys
 from leaderboard.pipeline.db import create_pool
 from leaderboard.redis_client import REDIS_DOWN, connect
 from leaderboard.serve.pg_ranks import PostgresRanks
-from leaderboard.settings import Settings
+from leaderboard.settings import GLOBAL, Settings
+from leaderboard.shards import Topology
 
 Entry = dict[str, Any]
 # (kind: top | rank | around, region, limit or span, user_id)
@@ -34,22 +38,42 @@ def entries_from(flat: list[Any], first_rank: int) -> list[Entry]:
     ]
 
 
+@dataclass(frozen=True)
+class ReadScripts:
+    """The read scripts registered on one Redis instance."""
+
+    top: AsyncScript
+    rank: AsyncScript
+    around: AsyncScript
+
+    @classmethod
+    def on(cls, redis: aioredis.Redis) -> ReadScripts:
+        return cls(redis.register_script(TOP), redis.register_script(RANK),
+                   redis.register_script(AROUND))
+
+
 class Ranker:
-    """Answers reads with one Lua script call each; ranks are 1-based and exact."""
+    """Answers reads with one Lua script call each; ranks are 1-based and exact.
+
+    A region board is read on the region's Redis instance, GLOBAL on GLOBAL's (REDIS_URL).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._keys = Keys(settings.board)
-        self._redis = connect(settings.redis_url)
+        topology = Topology.of(settings)
+        clients = {url: connect(url) for url in topology.urls()}
+        self._redis = clients[topology.global_url]
+        by_url = {url: ReadScripts.on(client) for url, client in clients.items()}
+        self._scripts = {GLOBAL: by_url[topology.global_url]}
+        self._scripts.update({r: by_url[topology.instance[r]] for r in topology.regions
+                              if r != GLOBAL})
         self._pg: PostgresRanks | None = None
-        self._top = self._redis.register_script(TOP)
-        self._rank = self._redis.register_script(RANK)
-        self._around = self._redis.register_script(AROUND)
 
     async def top(self, region: str, limit: int) -> dict[str, Any]:
         k = self._keys
         reply = await self._call(
-            self._top, [k.board(region), k.epoch, k.warming], [limit, k.user("")])
+            self._scripts[region].top, [k.board(region), k.epoch, k.warming], [limit, k.user("")])
         if reply == WARMING:
             return await (await self._postgres()).top(region, limit)
         return {"region": region, "entries": entries_from(reply[1:], 1), "total": int(reply[0])}
@@ -57,7 +81,7 @@ class Ranker:
     async def rank(self, region: str, user_id: str) -> Entry | None:
         k = self._keys
         reply = await self._call(
-            self._rank, [k.board(region), k.user(user_id), k.epoch, k.warming], [])
+            self._scripts[region].rank, [k.board(region), k.user(user_id), k.epoch, k.warming], [])
         if reply == WARMING:
             return await (await self._postgres()).rank(region, user_id)
         if not reply:
@@ -67,7 +91,7 @@ class Ranker:
     async def around(self, region: str, user_id: str, span: int) -> dict[str, Any] | None:
         k = self._keys
         keys = [k.board(region), k.user(user_id), k.epoch, k.warming]
-        reply = await self._call(self._around, keys, [span, k.user("")])
+        reply = await self._call(self._scripts[region].around, keys, [span, k.user("")])
         if reply == WARMING:
             return await (await self._postgres()).around(region, user_id, span)
         if not reply:

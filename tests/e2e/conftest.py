@@ -121,10 +121,11 @@ async def wait_stored(service: Service, timeout: float = 30) -> None:
     import ray
 
     from leaderboard.actors.router import shard_actor_name
+    from leaderboard.shards import Topology
 
     s = service.settings
-    shards = [ray.get_actor(shard_actor_name(s, r), namespace=s.ray_namespace)
-              for r in s.region_list]
+    shards = [ray.get_actor(shard_actor_name(s, shard), namespace=s.ray_namespace)
+              for shard in Topology.of(s).all_shards()]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if sum(await asyncio.gather(*(h.unstored_count.remote() for h in shards))) == 0:
@@ -166,16 +167,26 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def wait_drained(redis: aioredis.Redis, settings: Settings, timeout: float = 30) -> None:
-    """Until every shard stream is empty (all events stored and acknowledged)."""
+    """Until every shard stream is empty (all events stored and acknowledged), on every instance."""
     from leaderboard.keys import Keys
+    from leaderboard.shards import Topology
 
     keys = Keys(settings.board)
+    topology = Topology.of(settings)
+    clients = {url: redis if url == settings.redis_url else
+               aioredis.Redis.from_url(url, decode_responses=True) for url in topology.urls()}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lengths = [await redis.xlen(keys.stream(r)) for r in settings.region_list]
-        if sum(lengths) == 0:
-            return
-        await asyncio.sleep(0.1)
+    try:
+        while time.monotonic() < deadline:
+            lengths = [await clients[topology.url_of_shard(s)].xlen(keys.stream(s))
+                       for s in topology.all_shards()]
+            if sum(lengths) == 0:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        for url, client in clients.items():
+            if url != settings.redis_url:
+                await client.aclose()
     raise AssertionError(f"streams not drained after {timeout}s: {lengths}")
 
 

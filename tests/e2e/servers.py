@@ -22,9 +22,13 @@ def free_port() -> int:
 
 
 class OwnRedis:
-    """redis-server on a free port with the project's persistence (AOF, fsync every second)."""
+    """redis-server on a free port with the project's persistence (AOF, fsync every second).
 
-    def __init__(self) -> None:
+    ``persistent=False``: no AOF and no snapshots (a second instance for the shard tests).
+    """
+
+    def __init__(self, persistent: bool = True) -> None:
+        self.persistent = persistent
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="lb-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -36,8 +40,8 @@ class OwnRedis:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-             "--logfile", str(self.dir / "redis.log")])
+             str(self.dir), "--appendonly", "yes" if self.persistent else "no",
+             "--appendfsync", "everysec", "--save", "", "--logfile", str(self.dir / "redis.log")])
         client = redis.Redis(port=self.port)
         for _ in range(100):
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -88,8 +90,15 @@ def ranker(make_settings) -> Ranker:  # type: ignore[no-untyped-def]
     return Ranker(make_settings(BOARD="b1", REDIS_URL="redis://127.0.0.1:1/15"))
 
 
+def use(ranker: Ranker, kind: str, fake: FakeScript) -> FakeScript:
+    """Replace one read script on every instance the ranker reads."""
+    for region, scripts in ranker._scripts.items():
+        ranker._scripts[region] = replace(scripts, **{kind: fake})
+    return fake
+
+
 async def test_top(ranker: Ranker) -> None:
-    ranker._top = FakeScript([2, "a", "A", "EU", "9", "b", "B", "NA", "8"])  # type: ignore[attr-defined]
+    top = use(ranker, "top", FakeScript([2, "a", "A", "EU", "9", "b", "B", "NA", "8"]))
     out = await ranker.top("GLOBAL", 2)
     assert out == {
         "region": "GLOBAL",
@@ -99,54 +108,54 @@ async def test_top(ranker: Ranker) -> None:
             {"rank": 2, "user_id": "b", "name": "B", "region": "NA", "score": 8},
         ],
     }
-    assert ranker._top.calls == [(["lb:b1:board:GLOBAL", "lb:b1:epoch", "lb:b1:warming"],
-                                  [2, "lb:b1:user:"])]  # type: ignore[attr-defined]
+    assert top.calls == [(["lb:b1:board:GLOBAL", "lb:b1:epoch", "lb:b1:warming"],
+                          [2, "lb:b1:user:"])]
 
 
 async def test_top_of_empty_board(ranker: Ranker) -> None:
-    ranker._top = FakeScript([0])  # type: ignore[attr-defined]
+    use(ranker, "top", FakeScript([0]))
     assert await ranker.top("EU", 10) == {"region": "EU", "entries": [], "total": 0}
 
 
 async def test_rank_is_one_based(ranker: Ranker) -> None:
-    ranker._rank = FakeScript([0, "Alice", "EU", "100"])  # type: ignore[attr-defined]
+    rank = use(ranker, "rank", FakeScript([0, "Alice", "EU", "100"]))
     assert await ranker.rank("EU", "alice") == {
         "rank": 1, "user_id": "alice", "name": "Alice", "region": "EU", "score": 100}
-    assert ranker._rank.calls[0][0] == ["lb:b1:board:EU", "lb:b1:user:alice", "lb:b1:epoch",
-                                        "lb:b1:warming"]  # type: ignore[attr-defined]
+    assert rank.calls[0][0] == ["lb:b1:board:EU", "lb:b1:user:alice", "lb:b1:epoch",
+                                "lb:b1:warming"]
 
 
 async def test_rank_absent_user(ranker: Ranker) -> None:
-    ranker._rank = FakeScript(None)  # type: ignore[attr-defined]
+    use(ranker, "rank", FakeScript(None))
     assert await ranker.rank("EU", "nobody") is None
 
 
 async def test_around_splits_self_from_neighbours(ranker: Ranker) -> None:
     # self at rank0 3 (rank 4), slice starts at rank0 2
     flat = ["b", "B", "EU", "30", "me", "Me", "EU", "20", "d", "D", "EU", "10"]
-    ranker._around = FakeScript([3, 2, *flat])  # type: ignore[attr-defined]
+    around = use(ranker, "around", FakeScript([3, 2, *flat]))
     out = await ranker.around("EU", "me", 1)
     assert out is not None
     assert out["self"] == {"rank": 4, "user_id": "me", "name": "Me", "region": "EU", "score": 20}
     assert [(e["rank"], e["user_id"]) for e in out["around"]] == [(3, "b"), (5, "d")]
-    assert ranker._around.calls[0][1] == [1, "lb:b1:user:"]  # type: ignore[attr-defined]
+    assert around.calls[0][1] == [1, "lb:b1:user:"]
 
 
 async def test_around_at_top_of_board(ranker: Ranker) -> None:
-    ranker._around = FakeScript([0, 0, "me", "Me", "EU", "99", "x", "X", "EU", "1"])  # type: ignore[attr-defined]
+    use(ranker, "around", FakeScript([0, 0, "me", "Me", "EU", "99", "x", "X", "EU", "1"]))
     out = await ranker.around("EU", "me", 5)
     assert out is not None and out["self"]["rank"] == 1
     assert [e["user_id"] for e in out["around"]] == ["x"]
 
 
 async def test_around_absent_user(ranker: Ranker) -> None:
-    ranker._around = FakeScript(False)  # type: ignore[attr-defined]
+    use(ranker, "around", FakeScript(False))
     assert await ranker.around("EU", "nobody", 3) is None
 
 
 @pytest.mark.parametrize("exc", [RedisConnectionError("down"), OSError("reset"), RedisTimeoutError()])
 async def test_redis_down_becomes_unavailable(ranker: Ranker, exc: BaseException) -> None:
-    ranker._rank = FakeScript(exc)  # type: ignore[attr-defined]
+    use(ranker, "rank", FakeScript(exc))
     with pytest.raises(Unavailable) as info:
         await ranker.rank("EU", "a")
     assert info.value.status_code == 503

@@ -1,0 +1,167 @@
+"""Two Redis instances behind the real HTTP service: EU (split over 3 shards) and ASIA on a
+second redis-server, GLOBAL and NA on REDIS_URL. After concurrent random writes stop, every board
+(GLOBAL included) equals a model of all users and Postgres holds every acknowledged write.
+
+The "shards" app (board "shd", database of its own) runs on the shared Serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from leaderboard.keys import Keys, member_for
+from leaderboard.pipeline.db import ensure_database
+from leaderboard.serve.auth import issue_token
+from leaderboard.settings import GLOBAL
+from leaderboard.shards import Topology
+from tests.e2e.conftest import Service, bearer, deploy, s_db, wait_drained, wait_stored
+from tests.e2e.servers import OwnRedis
+
+REGIONS = ["GLOBAL", "ASIA", "EU", "NA"]
+BOARD = "shd"
+
+
+@dataclass
+class Sharded:
+    app: Service
+    second: OwnRedis
+    topology: Topology
+
+
+async def forget_board(settings_url: str, dsn: str) -> None:
+    """Earlier runs' keys of this board on the shared Redis, and its rows."""
+    r = aioredis.Redis.from_url(settings_url, decode_responses=True)
+    async for key in r.scan_iter(match=f"lb:{BOARD}:*", count=1000):
+        await r.delete(key)
+    await r.aclose()
+    pg = await asyncpg.connect(dsn)
+    await pg.execute("TRUNCATE leaderboard, credentials")
+    await pg.close()
+
+
+@pytest.fixture(scope="session")
+def sharded(service: Service) -> Iterator[Sharded]:
+    import ray
+    from ray import serve
+
+    from leaderboard.actors.router import shard_actor_name
+    from leaderboard.pipeline.pool import writer_actor_name
+
+    second = OwnRedis(persistent=False)
+    second.start()
+    s = service.settings.model_copy(update={
+        "board": BOARD, "regions": ",".join(REGIONS), "writer_pool_size": 1,
+        "redis_shards": f"EU={second.url},ASIA={second.url}", "region_splits": "EU=3",
+        "rate_limits_enabled": False, "pgdatabase": s_db(service, BOARD),
+    })
+    asyncio.run(ensure_database(s))
+    asyncio.run(forget_board(s.redis_url, s.dsn()))
+    topology = Topology.of(s)
+    try:
+        yield Sharded(deploy(s, "shards", "/shd"), second, topology)
+    finally:
+        serve.delete("shards")
+        names = [shard_actor_name(s, x) for x in topology.all_shards()]
+        names += [writer_actor_name(s, i) for i in range(s.writer_pool_size)]
+        for name in names:
+            try:
+                ray.kill(ray.get_actor(name, namespace=s.ray_namespace))
+            except ValueError:
+                pass
+        second.stop()
+
+
+@pytest.fixture
+async def sc(sharded: Sharded) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=sharded.app.base_url, timeout=30,
+                                 limits=httpx.Limits(max_connections=64)) as c:
+        yield c
+
+
+def region_of(user: str) -> str:
+    return REGIONS[int(user.split("-")[1]) % len(REGIONS)]
+
+
+async def test_two_instances_concurrent_writes_match_the_model(
+    sharded: Sharded, sc: httpx.AsyncClient
+) -> None:
+    s, t = sharded.app.settings, sharded.topology
+    keys = Keys(BOARD)
+    users = [f"s-{i:03d}" for i in range(60)]
+    model: dict[str, int] = {}
+    rng = random.Random(11)
+    plans = {u: [(rng.choice(["set", "add"]), rng.randrange(12)) for _ in range(12)] for u in users}
+
+    async def play(user: str) -> None:  # one user's writes in order; users run concurrently
+        headers = bearer(issue_token(s, user, f"N {user}", region_of(user)))
+        for mode, value in plans[user]:
+            path, body = (("/score/update", {"score": value}) if mode == "set"
+                          else ("/score/add", {"delta": value}))
+            r = await sc.post(path, json=body, headers=headers)
+            assert r.status_code == 200, r.text
+            model[user] = value if mode == "set" else model.get(user, 0) + value
+            assert r.json()["score"] == model[user] and r.json()["rank"] >= 1
+
+    await asyncio.gather(*(play(u) for u in users))
+
+    main = aioredis.Redis.from_url(s.redis_url, decode_responses=True)
+    other = aioredis.Redis.from_url(sharded.second.url, decode_responses=True)
+    try:
+        await wait_drained(main, s)
+        await wait_stored(sharded.app)
+        # region boards on their instances only
+        for region in ("EU", "ASIA"):
+            assert await other.exists(keys.board(region)) and not await main.exists(keys.board(region))
+        assert await main.exists(keys.board("NA")) and not await other.exists(keys.board("NA"))
+        assert not await other.exists(keys.board(GLOBAL))
+        # EU's users went through all three of its shards' streams
+        added = {sh: int((await other.xinfo_stream(keys.stream(sh)))["entries-added"])
+                 for sh in t.shards["EU"]}
+        assert all(n > 0 for n in added.values()), added
+
+        home = {u: other if t.is_remote(region_of(u)) else main for u in users}
+        reached = {u: int(await home[u].hget(keys.user(u), "reached")) for u in users}
+        version = {u: int(await home[u].hget(keys.user(u), "version")) for u in users}
+    finally:
+        await main.aclose()
+        await other.aclose()
+
+    def expected(region: str) -> list[tuple[str, int]]:
+        mine = [u for u in users if region == GLOBAL or region_of(u) == region]
+        mine.sort(key=lambda u: (model[u], member_for(u, reached[u])), reverse=True)
+        return [(u, model[u]) for u in mine]
+
+    for region in REGIONS:
+        top = (await sc.get("/top", params={"region": region, "limit": 1000})).json()
+        assert [(e["user_id"], e["score"]) for e in top["entries"]] == expected(region), region
+        assert top["total"] == len(expected(region))
+    order = [u for u, _ in expected(GLOBAL)]
+    for user in users:
+        r = (await sc.get(f"/rank/{user}")).json()
+        assert r["rank"] == order.index(user) + 1 and r["score"] == model[user]
+    for user in users[::7]:
+        body = (await sc.get(f"/around/{user}", params={"range": 3})).json()
+        i = order.index(user)
+        assert [e["user_id"] for e in body["around"]] == order[max(0, i - 3):i] + order[i + 1:i + 4]
+        assert body["self"]["rank"] == i + 1
+
+    pg = await asyncpg.connect(s.dsn())
+    try:
+        rows = {r["user_id"]: (r["score"], r["version"])
+                for r in await pg.fetch("SELECT user_id, score, version FROM leaderboard")}
+    finally:
+        await pg.close()
+    assert rows == {u: (model[u], version[u]) for u in users}
+
+    health = (await sc.get("/health")).json()
+    assert health["status"] == "ok" and set(health["redis_instances"].values()) == {"ok"}
+    assert set(health["backlog"]) == set(t.all_shards())
+    assert health["global"]["folded_fast"] > 0 and health["global"]["oldest_unconfirmed_ms"] == 0
