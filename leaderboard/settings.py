@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MAX_SCORE = 2**53 - 1
 REGION_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
 GLOBAL = "GLOBAL"
+LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class Settings(StoreSettings):
     max_ongoing_requests: int = Field(1000, ge=1, alias="SERVE_MAX_ONGOING_REQUESTS")
     ray_namespace: str = Field("leaderboard", alias="RAY_NAMESPACE")
     local_ray_cpus: int = Field(8, ge=1, alias="LOCAL_RAY_CPUS")
+    placement_label: str = Field("region", alias="PLACEMENT_LABEL")
 
     @field_validator("jwt_secret")
     @classmethod
@@ -144,6 +146,19 @@ class Settings(StoreSettings):
                 "JWT_SECRET must be at least 32 bytes (HS256 keys shorter than the hash are "
                 "guessable); generate one with: python -c 'import secrets; "
                 "print(secrets.token_urlsafe(48))'"
+            )
+        return v
+
+    @field_validator("placement_label")
+    @classmethod
+    def _label_key_valid(cls, v: str) -> str:
+        prefix, slash, name = v.rpartition("/")
+        parts = prefix.split(".") if slash else []
+        if v and not (LABEL_NAME_RE.match(name) and len(prefix) <= 253
+                      and all(LABEL_NAME_RE.match(p) for p in parts)):
+            raise ValueError(
+                "PLACEMENT_LABEL must be a Ray node label key (e.g. region, or "
+                "example.com/region), or empty to place actors anywhere"
             )
         return v
 

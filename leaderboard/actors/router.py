@@ -6,6 +6,7 @@ from typing import Any
 
 import ray
 
+from leaderboard.actors.placement import placement_options
 from leaderboard.actors.shard import RegionShardActor
 from leaderboard.settings import Settings
 
@@ -34,5 +35,6 @@ def ensure_shards(settings: Settings) -> dict[str, Any]:
             max_task_retries=0,
             max_concurrency=1000,
             num_cpus=0,
+            **placement_options(settings, region),
         ).remote(settings, shard)
     return handles

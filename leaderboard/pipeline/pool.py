@@ -9,6 +9,7 @@ from typing import Any
 
 import ray
 
+from leaderboard.actors.placement import writer_placement_options
 from leaderboard.actors.router import shard_for
 from leaderboard.keys import Keys
 from leaderboard.pipeline.db import create_pool
@@ -113,6 +114,7 @@ def ensure_writers(settings: Settings) -> list[Any]:
             max_task_retries=-1,
             max_concurrency=100,
             num_cpus=0,
+            **writer_placement_options(settings),
         ).remote(settings, i)
         for i in range(settings.writer_pool_size)
     ]
