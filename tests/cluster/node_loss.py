@@ -28,6 +28,7 @@ from leaderboard.serve.ranking import Ranker
 from leaderboard.settings import GLOBAL, Settings
 
 BOARD = "plcnode"
+USER_PREFIX = "plcnode-"  # this scenario's users (earlier runs' rows are deleted at start)
 USERS_PER_REGION = 4
 CALL_TIMEOUT_S = 10.0
 RETRY_PAUSE_S = 0.1
@@ -139,6 +140,7 @@ async def test_shards_follow_labels_and_survive_node_loss(
     async for key in redis.scan_iter(match=f"{keys.prefix}*", count=1000):
         await redis.delete(key)
     await redis.set(keys.epoch, "cluster-test")  # the board is complete (empty), no rebuild
+    await pg_pool.execute("DELETE FROM leaderboard WHERE user_id LIKE $1", f"{USER_PREFIX}%")
 
     shards = ensure_shards(s)
     writers = ensure_writers(s)
@@ -149,7 +151,7 @@ async def test_shards_follow_labels_and_survive_node_loss(
     assert placed[GLOBAL] in nodes.live() and placed["NA"] in nodes.live()  # anywhere
 
     run = uuid.uuid4().hex[:8]
-    clients = [Client(f"c{run}-{r.lower()}-{i}", r)
+    clients = [Client(f"{USER_PREFIX}{run}-{r.lower()}-{i}", r)
                for r in s.region_list for i in range(USERS_PER_REGION)]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(run_client(shards[c.region], c, stop)) for c in clients]
@@ -159,17 +161,20 @@ async def test_shards_follow_labels_and_survive_node_loss(
 
     lost_at = time.monotonic()
     nodes.cluster.remove_node(nodes.eu, allow_graceful=False)  # a crash, not a drain
-    await wait_for("EU writes after the node loss",
-                   async_true(lambda: all(sum(t > lost_at for t in c.acked_at) >= 10 for c in eu)))
+    # the actor's process may outlive its raylet for a moment: wait for the restart itself
+    await wait_for("the EU shard restarted on another node", async_true(
+        lambda: moved_off(nodes.actor(shards["EU"]), eu_node)))
+    restarted_at = time.monotonic()
+    await wait_for("EU writes after the restart", async_true(
+        lambda: all(sum(t > restarted_at for t in c.acked_at) >= 10 for c in eu)))
     stop.set()
     await asyncio.gather(*tasks)
 
     moved = nodes.actor(shards["EU"])
-    assert moved["State"] == "ALIVE" and moved["NumRestarts"] >= 1, moved
-    assert moved["Address"]["NodeID"] in nodes.live() - {eu_node}
-    outage = [c.failed_at for c in eu if any(t > lost_at for t in c.failed_at)]
-    assert outage, "no EU write failed: the node loss did not reach the EU shard"
-    back = min(min(t for t in c.acked_at if t > max(c.failed_at)) for c in eu) - lost_at
+    assert moved_off(moved, eu_node) and moved["NumRestarts"] >= 1, moved
+    assert moved["Address"]["NodeID"] in nodes.live()
+    stall_end = max(end_of_longest_gap(c.acked_at, lost_at) for c in eu)
+    failed = sum(t > lost_at for c in eu for t in c.failed_at)
 
     # nothing acknowledged is lost: in Redis at once, in Postgres once drained
     acked = {c.user_id: c.acked for c in clients}
@@ -196,8 +201,10 @@ async def test_shards_follow_labels_and_survive_node_loss(
     for region in s.region_list:
         mine = [c for c in clients if region in (GLOBAL, c.region)]
         top = await ranker.top(region, 1000)
-        assert {e["user_id"]: e["score"] for e in top["entries"]} == {
-            c.user_id: c.sent for c in mine}
+        board = {e["user_id"]: e["score"] for e in top["entries"]}
+        wrong = {c.user_id: (board.get(c.user_id), c.sent, c.acked) for c in mine
+                 if board.get(c.user_id) != c.sent}
+        assert not wrong and len(board) == len(mine), (region, wrong, len(board), len(mine))
         scores = [e["score"] for e in top["entries"]]
         assert scores == sorted(scores, reverse=True) and top["total"] == len(mine)
         for c in mine:
@@ -208,13 +215,24 @@ async def test_shards_follow_labels_and_survive_node_loss(
     await redis.aclose()
 
     report = {
-        "node_loss_to_eu_writes_s": round(back, 2),
-        "eu_failed_attempts": sum(len(f) for f in outage),
+        "node_loss_to_eu_writes_s": round(stall_end - lost_at, 2),
+        "eu_failed_attempts": failed,
         "acknowledged_writes": sum(c.sent - c.refused for c in clients),
         "eu_moved_to": "head" if moved["Address"]["NodeID"] == nodes.cluster.head_node.node_id
         else "asia",
     }
     print("CLUSTER_REPORT " + json.dumps(report))
+
+
+def moved_off(actor: dict[str, Any], node_id: str) -> bool:
+    return bool(actor["State"] == "ALIVE" and actor["Address"]["NodeID"] != node_id)
+
+
+def end_of_longest_gap(acks: list[float], since: float) -> float:
+    """When acknowledgements resumed after the longest pause from ``since`` on."""
+    times = [since, *(t for t in acks if t > since)]
+    gaps = [(b - a, b) for a, b in zip(times, times[1:], strict=False)]
+    return max(gaps)[1]
 
 
 def async_true(pred: Any) -> Any:

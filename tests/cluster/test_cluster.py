@@ -25,6 +25,10 @@ def test_node_loss_in_its_own_process() -> None:
     tmp = tempfile.mkdtemp(prefix="lbc-", dir="/tmp")  # short: Ray puts sockets under it
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_TMPDIR"] = tmp
+    # the GCS declares a node dead after period x threshold of failed health checks (Ray's
+    # defaults, 3 s x 5, make the test ~10 s longer); set them in the environment to measure
+    env.setdefault("RAY_health_check_period_ms", "1000")
+    env.setdefault("RAY_health_check_failure_threshold", "3")
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", str(SCENARIO), "-q", "-s", "-p", "no:cacheprovider",
