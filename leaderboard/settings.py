@@ -70,6 +70,9 @@ def parse_splits(text: str, regions: list[str]) -> dict[str, int]:
     return out
 
 
+LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+
+
 @dataclass(frozen=True)
 class Bucket:
     """A token bucket: ``capacity`` tokens, refilled continuously at ``per_us`` tokens per µs."""
@@ -207,6 +210,7 @@ class Settings(StoreSettings):
     max_ongoing_requests: int = Field(1000, ge=1, alias="SERVE_MAX_ONGOING_REQUESTS")
     ray_namespace: str = Field("leaderboard", alias="RAY_NAMESPACE")
     local_ray_cpus: int = Field(8, ge=1, alias="LOCAL_RAY_CPUS")
+    placement_label: str = Field("region", alias="PLACEMENT_LABEL")
 
     @field_validator("jwt_secret")
     @classmethod
@@ -216,6 +220,19 @@ class Settings(StoreSettings):
                 "JWT_SECRET must be at least 32 bytes (HS256 keys shorter than the hash are "
                 "guessable); generate one with: python -c 'import secrets; "
                 "print(secrets.token_urlsafe(48))'"
+            )
+        return v
+
+    @field_validator("placement_label")
+    @classmethod
+    def _label_key_valid(cls, v: str) -> str:
+        prefix, slash, name = v.rpartition("/")
+        parts = prefix.split(".") if slash else []
+        if v and not (LABEL_NAME_RE.match(name) and len(prefix) <= 253
+                      and all(LABEL_NAME_RE.match(p) for p in parts)):
+            raise ValueError(
+                "PLACEMENT_LABEL must be a Ray node label key (e.g. region, or "
+                "example.com/region), or empty to place actors anywhere"
             )
         return v
 

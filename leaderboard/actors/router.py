@@ -6,9 +6,10 @@ from typing import Any
 
 import ray
 
+from leaderboard.actors.placement import placement_options
 from leaderboard.actors.shard import RegionShardActor
 from leaderboard.settings import Settings
-from leaderboard.shards import Topology
+from leaderboard.shards import Topology, region_of
 
 
 def shard_for(topology: Topology, region: str, user_id: str) -> str:
@@ -34,5 +35,6 @@ def ensure_shards(settings: Settings) -> dict[str, Any]:
             max_task_retries=0,
             max_concurrency=1000,
             num_cpus=0,
+            **placement_options(settings, region_of(shard)),
         ).remote(settings, shard)
     return handles

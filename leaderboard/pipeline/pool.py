@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import ray
 
+from leaderboard.actors.placement import writer_placement_options
 from leaderboard.fold import GlobalFold
 from leaderboard.keys import Keys
 from leaderboard.pipeline.db import create_pool
@@ -129,6 +130,7 @@ def ensure_writers(settings: Settings) -> list[Any]:
             max_task_retries=-1,
             max_concurrency=100,
             num_cpus=0,
+            **writer_placement_options(settings),
         ).remote(settings, i)
         for i in range(settings.writer_pool_size)
     ]
