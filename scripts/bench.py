@@ -48,11 +48,13 @@ from ray import serve  # noqa: E402
 
 from leaderboard.actors.shard import RegionShard, WriteCommand  # noqa: E402
 from leaderboard.pipeline.db import ensure_database  # noqa: E402
-from leaderboard.serve.app import QUIET_LOGS, build_app  # noqa: E402
+from leaderboard.serve.app import build_app  # noqa: E402
 from leaderboard.serve.auth import issue_token  # noqa: E402
+from leaderboard.serve.config import load  # noqa: E402
 from leaderboard.settings import Settings  # noqa: E402
 
 trivial_api = FastAPI()
+QUIET_LOGS = load().logging_config  # the checked-in serve_config.yaml's
 
 
 @serve.deployment(max_ongoing_requests=1000, logging_config=QUIET_LOGS)
