@@ -4,7 +4,7 @@ the app deployed on it with ``serve deploy serve_config.yaml``, in the foregroun
 Usage: local_cluster.py [--smoke]   (run through scripts/local-cluster, which prepares the venv,
 Redis, Postgres and JWT_SECRET first)
 
-Every Ray process of this cluster has the cluster's own temp dir (``/tmp/lbc-<port>``) on its
+Every Ray process of this cluster has the cluster's own temp dir (``/tmp/lb-cluster-<port>``) on its
 command line, so teardown stops exactly those processes: ``ray stop`` would stop every Ray on
 the machine. ``RAY_AUTH_MODE`` is exported to every process (``disabled`` unless set).
 """
