@@ -152,7 +152,9 @@ def wait_healthy(urls: list[str], timeout: float = 180) -> None:
 
 
 def smoke(urls: list[str]) -> None:
-    """Sign up on one node, write a score through another, read the top through a third."""
+    """Every node's /-/healthz; sign up on one node, write through another, read the top."""
+    for url in urls:
+        check(httpx.get(f"{url}/-/healthz", timeout=10), 200, f"{url}/-/healthz")
     user = f"smoke-{uuid.uuid4().hex[:10]}"
     sign_up, write, top = urls[1 % len(urls)], urls[2 % len(urls)], urls[0]
     r = httpx.post(f"{sign_up}/auth/register", timeout=30, json={
@@ -186,7 +188,7 @@ def ours(temp_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def stop(c: Cluster) -> None:
+def stop(c: Cluster, keep_logs: bool) -> None:
     """Serve first (replicas drain, HAProxies stop), then exactly this cluster's processes."""
     log("stopping")
     subprocess.run([SERVE, "shutdown", "-y", f"--address={c.dashboard_url}"], env=c.env,
@@ -203,8 +205,11 @@ def stop(c: Cluster) -> None:
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    shutil.rmtree(c.temp_dir, ignore_errors=True)
     log(f"stopped {len(procs)} processes")
+    if keep_logs:
+        log(f"Ray's logs kept in {c.temp_dir}/session_latest/logs")
+    else:
+        shutil.rmtree(c.temp_dir, ignore_errors=True)
 
 
 def main() -> None:
@@ -224,17 +229,19 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     began = time.monotonic()
+    ok = False
     try:
         start(c, worker_ports)
         wait_healthy(urls)
         log(f"healthy on every node after {time.monotonic() - began:.1f}s: {', '.join(urls)}")
         if args.smoke:
             smoke(urls)
-            return
-        log("Ctrl-C stops it all")
-        stopping.wait()
+        else:
+            log("Ctrl-C stops it all")
+            stopping.wait()
+        ok = True
     finally:
-        stop(c)
+        stop(c, keep_logs=not ok)
 
 
 if __name__ == "__main__":
