@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv check-queue clean
+.PHONY: run test venv check-queue local-cluster clean
 
 run: $(STAMP)
 	scripts/run
@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 
 check-queue: $(STAMP)
 	scripts/check_queue
+
+local-cluster: $(STAMP)
+	scripts/local-cluster $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -35,10 +35,13 @@ def main() -> None:
     from ray import serve
 
     from leaderboard.pipeline.db import ensure_database
-    from leaderboard.serve.app import QUIET_LOGS, build_app
+    from leaderboard.serve.app import build_app
+    from leaderboard.serve.config import load
 
     asyncio.run(ensure_database(settings))
+    config = load()
     ray.init(
+        address="local",  # a new local instance, never a cluster already running here
         num_cpus=settings.local_ray_cpus,
         include_dashboard=False,
         namespace=settings.ray_namespace,
@@ -49,7 +52,8 @@ def main() -> None:
         signal.signal(sig, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": settings.host, "port": settings.port})
-        serve.run(build_app(settings), name="leaderboard", route_prefix="/", logging_config=QUIET_LOGS)
+        serve.run(build_app(settings, config.deployments), name=config.name,
+                  route_prefix=config.route_prefix, logging_config=config.logging_config)
         log.info("serving on http://%s:%d (docs at /docs); Ctrl-C stops", settings.host, settings.port)
         stop.wait()
         log.info("stopping")

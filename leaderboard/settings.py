@@ -204,10 +204,6 @@ class Settings(StoreSettings):
     batch_max_inflight: int = Field(2, ge=1, le=64, alias="BATCH_MAX_INFLIGHT")
     batch_max_wait_ms: float = Field(0.0, ge=0, le=1000, alias="BATCH_MAX_WAIT_MS")
 
-    gateway_replicas: int = Field(1, ge=1, alias="GATEWAY_REPLICAS")
-    ranking_min_replicas: int = Field(1, ge=1, alias="RANKING_MIN_REPLICAS")
-    ranking_max_replicas: int = Field(2, ge=1, alias="RANKING_MAX_REPLICAS")
-    max_ongoing_requests: int = Field(1000, ge=1, alias="SERVE_MAX_ONGOING_REQUESTS")
     ray_namespace: str = Field("leaderboard", alias="RAY_NAMESPACE")
     local_ray_cpus: int = Field(8, ge=1, alias="LOCAL_RAY_CPUS")
     placement_label: str = Field("region", alias="PLACEMENT_LABEL")
@@ -242,12 +238,6 @@ class Settings(StoreSettings):
         if v & (v - 1):
             raise ValueError("PASSWORD_SCRYPT_N must be a power of two (scrypt's cost parameter)")
         return v
-
-    @model_validator(mode="after")
-    def _replicas_ordered(self) -> Settings:
-        if self.ranking_max_replicas < self.ranking_min_replicas:
-            raise ValueError("RANKING_MAX_REPLICAS must be >= RANKING_MIN_REPLICAS")
-        return self
 
     def limits(self) -> Limits:
         """The limits in force (all zero when RATE_LIMITS_ENABLED is false)."""

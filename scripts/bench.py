@@ -67,12 +67,14 @@ from leaderboard.models import ScoreEvent  # noqa: E402
 from leaderboard.pipeline.db import ensure_database  # noqa: E402
 from leaderboard.pipeline.writer import upsert  # noqa: E402
 from leaderboard.recovery import rebuild_from_postgres  # noqa: E402
-from leaderboard.serve.app import QUIET_LOGS, build_app  # noqa: E402
+from leaderboard.serve.app import build_app  # noqa: E402
 from leaderboard.serve.auth import issue_token  # noqa: E402
+from leaderboard.serve.config import load  # noqa: E402
 from leaderboard.serve.ranking import Ranker  # noqa: E402
 from leaderboard.settings import Settings  # noqa: E402
 
 trivial_api = FastAPI()
+QUIET_LOGS = load().logging_config  # the checked-in serve_config.yaml's
 
 
 @serve.deployment(max_ongoing_requests=1000, logging_config=QUIET_LOGS)
@@ -573,7 +575,7 @@ def main() -> None:
                       "connections, pipelined 100)", script_on_redis(settings, n * 4), "writes/s"))
 
     tokens = asyncio.run(seed(settings, args.users))
-    ray.init(num_cpus=8, include_dashboard=False, namespace=settings.ray_namespace,
+    ray.init(address="local", num_cpus=8, include_dashboard=False, namespace=settings.ray_namespace,
              log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})

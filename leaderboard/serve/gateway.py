@@ -116,7 +116,8 @@ class Gateway:
     """Ingress deployment body: FastAPI routes on ``api``, bound where the class is defined."""
 
     def __init__(
-        self, settings: Settings, ranker: Any, shards: dict[str, Any], writers: list[Any]
+        self, settings: Settings, ranker: Any, shards: dict[str, Any], writers: list[Any],
+        ranking_replicas: int = 1,
     ) -> None:
         self._settings = settings
         self._ranker = ranker
@@ -130,7 +131,7 @@ class Gateway:
             for shard, handle in shards.items()
         }
         # reads may spread over every ranking replica
-        inflight = settings.batch_max_inflight * settings.ranking_max_replicas
+        inflight = settings.batch_max_inflight * ranking_replicas
         self._reads: MicroBatcher[ReadRequest, Any] = MicroBatcher(
             self._read_sender, max_size=size, max_wait_s=wait, max_inflight=inflight)
         self._limits = settings.limits()

@@ -21,11 +21,10 @@ def haproxy_dir(http_port: int) -> Path:
     return Path(tempfile.gettempdir()) / f"lb-haproxy-{http_port}"
 
 
-def apply_serve_env(http_port: int, *, stats_port: int = 8404, metrics_port: int = 9101) -> None:
-    """Set the throughput settings (unless already set) before Ray is imported or started."""
+def serve_env(http_port: int, *, stats_port: int = 8404, metrics_port: int = 9101) -> dict[str, str]:
+    """The throughput settings and HAProxy's files and ports for the instance on ``http_port``."""
     d = haproxy_dir(http_port)
-    d.mkdir(parents=True, exist_ok=True)
-    defaults = {
+    return {
         **THROUGHPUT,
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(d / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(d / "admin.sock"),
@@ -36,5 +35,31 @@ def apply_serve_env(http_port: int, *, stats_port: int = 8404, metrics_port: int
         # replicas otherwise drain for 30 s on shutdown, so Ctrl-C would take half a minute
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
     }
-    for key, value in defaults.items():
+
+
+def apply_serve_env(http_port: int, *, stats_port: int = 8404, metrics_port: int = 9101) -> None:
+    """Set the throughput settings (unless already set) before Ray is imported or started."""
+    haproxy_dir(http_port).mkdir(parents=True, exist_ok=True)
+    for key, value in serve_env(http_port, stats_port=stats_port, metrics_port=metrics_port).items():
         os.environ.setdefault(key, value)
+
+
+def main(argv: list[str]) -> None:
+    """Print ``export`` lines for a shell about to run ``ray start`` (set variables win).
+
+    Usage: ``eval "$(python -m leaderboard.serve.ray_env [PORT [STATS_PORT METRICS_PORT]])"``
+    """
+    import shlex
+
+    args = [int(a) for a in argv]
+    port = args[0] if args else int(os.environ.get("PORT", "8000"))
+    ports = {"stats_port": args[1], "metrics_port": args[2]} if len(args) >= 3 else {}
+    haproxy_dir(port).mkdir(parents=True, exist_ok=True)
+    for key, value in serve_env(port, **ports).items():
+        print(f"export {key}={shlex.quote(os.environ.get(key, value))}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

@@ -34,14 +34,24 @@ class Service:
         await asyncio.gather(*(w.resume.remote() for w in self.writers))
 
 
-def deploy(settings: Settings, name: str, prefix: str) -> Service:
-    """Run one application of the whole graph on the started Serve, and wait until healthy."""
+def deploy(
+    settings: Settings, name: str, prefix: str, **overrides: dict[str, Any]
+) -> Service:
+    """Run one application of the whole graph on the started Serve, and wait until healthy.
+
+    Deployment options come from the checked-in serve_config.yaml, with ``overrides`` per
+    deployment name (e.g. ``Gateway={"num_replicas": 2}``) merged over them.
+    """
     import ray
     from ray import serve
 
-    from leaderboard.serve.app import QUIET_LOGS, build_app
+    from leaderboard.serve.app import build_app
+    from leaderboard.serve.config import load, with_overrides
 
-    serve.run(build_app(settings), name=name, route_prefix=prefix, logging_config=QUIET_LOGS)
+    config = load()
+    options = with_overrides(config.deployments, **overrides)
+    serve.run(build_app(settings, options), name=name, route_prefix=prefix,
+              logging_config=config.logging_config)
     writers = [
         ray.get_actor(writer_actor_name(settings, i), namespace=settings.ray_namespace)
         for i in range(settings.writer_pool_size)
@@ -68,7 +78,7 @@ def service(settings: Settings) -> Iterator[Service]:
     from leaderboard.pipeline.db import ensure_database
 
     asyncio.run(ensure_database(settings))
-    ray.init(num_cpus=8, include_dashboard=False, namespace=settings.ray_namespace,
+    ray.init(address="local", num_cpus=8, include_dashboard=False, namespace=settings.ray_namespace,
              log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
@@ -202,7 +212,7 @@ def s_db(service: Service, board: str) -> str:
 def limited(service: Service) -> Service:
     """Two gateway replicas; 5 writes per user per minute; backlog limit 40; 5 sign-ups/min/address."""
     s = service.settings.model_copy(update={
-        "board": "rl", "regions": "GLOBAL,EU,NA", "gateway_replicas": 2, "writer_pool_size": 1,
+        "board": "rl", "regions": "GLOBAL,EU,NA", "writer_pool_size": 1,
         "rate_limits_enabled": True, "user_rate_limit_count": 5, "user_rate_limit_window": 60.0,
         "region_rate_limit_per_sec": 20000, "queue_reject_length": QUEUE_LIMIT,
         "auth_rate_limit_count": 5, "auth_rate_limit_window": 60.0,
@@ -210,7 +220,9 @@ def limited(service: Service) -> Service:
         "pgdatabase": s_db(service, "rl"),
     })
     asyncio.run(ensure_database(s))
-    return deploy(s, "limited", "/rl")
+    # two gateways on this one node: lift the one-per-node spread
+    return deploy(s, "limited", "/rl",
+                  Gateway={"num_replicas": 2, "max_replicas_per_node": None})
 
 
 @pytest.fixture(scope="session")

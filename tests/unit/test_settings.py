@@ -139,17 +139,11 @@ def test_global_first_even_when_listed_later(make_settings) -> None:  # type: ig
         {"WRITER_BATCH_SIZE": 10001},
         {"WRITER_BATCH_WAIT_MS": 0},
         {"WRITER_CLAIM_IDLE_MS": 99},
-        {"RANKING_MIN_REPLICAS": 3, "RANKING_MAX_REPLICAS": 2},
     ],
 )
 def test_out_of_bounds_knobs_refused(make_settings, kw: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValidationError):
         make_settings(**kw)
-
-
-def test_equal_min_max_replicas_accepted(make_settings) -> None:  # type: ignore[no-untyped-def]
-    s = make_settings(RANKING_MIN_REPLICAS=3, RANKING_MAX_REPLICAS=3)
-    assert (s.ranking_min_replicas, s.ranking_max_replicas) == (3, 3)
 
 
 def test_numeric_knobs_parsed_from_environment(clean_env: pytest.MonkeyPatch) -> None:
