@@ -51,9 +51,11 @@ os.environ.update(
 os.environ.pop("DATABASE_URL", None)
 os.environ.setdefault("JWT_SECRET", "bench-secret-not-for-production-0123456789abcdef")
 
-from leaderboard.serve.ray_env import apply_serve_env  # noqa: E402
+from leaderboard.serve.ray_env import haproxy_dir, serve_env  # noqa: E402
 
-apply_serve_env(PORT, stats_port=PORT + 104, metrics_port=PORT + 1101)
+# its own HAProxy files and ports, whatever the calling environment says (a test run's, say)
+haproxy_dir(PORT).mkdir(parents=True, exist_ok=True)
+os.environ.update(serve_env(PORT, stats_port=PORT + 104, metrics_port=PORT + 1101))
 
 import asyncpg  # noqa: E402
 import ray  # noqa: E402

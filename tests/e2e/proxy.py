@@ -21,13 +21,17 @@ class ReplyDroppingProxy:
         self.target_port = target_port
         self.dropped = 0
         self._armed = threading.Event()
+        self._needle = b""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
         self._ready.wait(5)
 
-    def arm(self) -> None:
+    def arm(self, needle: bytes = b"") -> None:
+        """Drop the reply to the next script call whose request contains ``needle``: the guard
+        and the reads run scripts too, on other connections, and must not take the drop."""
+        self._needle = needle
         self._armed.set()
 
     def _serve(self) -> None:
@@ -50,7 +54,7 @@ class ReplyDroppingProxy:
 
         async def client_to_redis() -> None:
             while data := await reader.read(65536):
-                if self._armed.is_set() and b"EVALSHA" in data.upper():
+                if self._armed.is_set() and b"EVALSHA" in data.upper() and self._needle in data:
                     self._armed.clear()
                     drop_next.set()
                 up_writer.write(data)

@@ -241,7 +241,7 @@ async def test_lost_reply_retried_with_idempotency_key_applies_once(
     first = await fc.post("/score/add", json={"delta": 5}, headers=headers)
     assert first.status_code == 200  # warm: the script is loaded on this connection's Redis
     key = {"Idempotency-Key": f"add-{user}", **headers}
-    faults.proxy.arm()
+    faults.proxy.arm(user.encode())
     lost = await fc.post("/score/add", json={"delta": 10}, headers=key)
     assert faults.proxy.dropped >= 1
     assert lost.status_code == 503  # the client cannot know the add happened
