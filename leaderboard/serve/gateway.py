@@ -111,6 +111,11 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), status, media_type="application/json")
 
 
+def json_body(body: bytes | None) -> Response:
+    """A JSON body encoded elsewhere (the ranking replica)."""
+    return Response(body, 200, media_type="application/json")
+
+
 @serve.ingress(api)
 class Gateway:
     """Ingress deployment body: FastAPI routes on ``api``, bound where the class is defined."""
@@ -132,7 +137,7 @@ class Gateway:
         }
         # reads may spread over every ranking replica
         inflight = settings.batch_max_inflight * ranking_replicas
-        self._reads: MicroBatcher[ReadRequest, Any] = MicroBatcher(
+        self._reads: MicroBatcher[ReadRequest, bytes | None] = MicroBatcher(
             self._read_sender, max_size=size, max_wait_s=wait, max_inflight=inflight)
         self._limits = settings.limits()
         self._regions = set(settings.region_list)
@@ -158,8 +163,8 @@ class Gateway:
 
         return send
 
-    async def _read_sender(self, requests: list[ReadRequest]) -> list[Any]:
-        results: list[Any] = await self._ranker.read_many.remote(requests)
+    async def _read_sender(self, requests: list[ReadRequest]) -> list[bytes | None]:
+        results: list[bytes | None] = await self._ranker.read_many.remote(requests)
         return results
 
     async def _db(self) -> asyncpg.Pool:
@@ -254,7 +259,8 @@ class Gateway:
         if self._claims(authorization).role != role:
             raise Forbidden(f"this endpoint needs a token with role {role}")
 
-    async def _read(self, request: ReadRequest) -> Any:
+    async def _read(self, request: ReadRequest) -> bytes | None:
+        """The JSON body of a read (None: the user is not on the board)."""
         try:
             return await self._reads.submit(request)
         except LeaderboardError:
@@ -353,7 +359,7 @@ class Gateway:
     ) -> Response:
         """The board's first ``limit`` entries and its size."""
         board = self._region(region)
-        return json_response(await self._read(("top", board, limit, "")))
+        return json_body(await self._read(("top", board, limit, "")))
 
     @api.get("/rank/{user_id}", response_model=RankEntry)
     async def rank(self, user_id: UserIdPath, region: RegionQuery = GLOBAL) -> Response:
@@ -362,7 +368,7 @@ class Gateway:
         entry = await self._read(("rank", board, 0, user_id))
         if entry is None:
             raise NotFound(f"user {user_id!r} is not on the {board} board")
-        return json_response(entry)
+        return json_body(entry)
 
     @api.get("/around/{user_id}", response_model=AroundResponse)
     async def around(
@@ -376,7 +382,7 @@ class Gateway:
         result = await self._read(("around", board, span, user_id))
         if result is None:
             raise NotFound(f"user {user_id!r} is not on the {board} board")
-        return json_response(result)
+        return json_body(result)
 
     # -- operations ------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,11 @@ Entry = dict[str, Any]
 # (kind: top | rank | around, region, limit or span, user_id)
 ReadRequest = tuple[str, str, int, str]
 WARMING = "warming"
+
+
+def encode(answer: Any) -> bytes:
+    """The compact JSON body of an answer."""
+    return json.dumps(answer, separators=(",", ":")).encode()
 
 
 def entries_from(flat: list[Any], first_rank: int) -> list[Entry]:
@@ -104,11 +110,17 @@ class Ranker:
             "around": [e for e in ranked if e["rank"] != me],
         }
 
-    async def read_many(self, requests: list[ReadRequest]) -> list[Any]:
-        """Answer a group of reads; identical requests in the group share one answer."""
+    async def read_many(self, requests: list[ReadRequest]) -> list[bytes | None]:
+        """Answer a group of reads as JSON bodies (None: the user is not on the board).
+
+        Identical requests in the group share one answer, encoded once, here on the ranking
+        replica: the gateway sends the bytes as they are, and bytes cross the Ray hop far more
+        cheaply than a hundred nested dicts.
+        """
         distinct = list(dict.fromkeys(requests))
         answers = await asyncio.gather(*(self._read(r) for r in distinct))
-        by_request = dict(zip(distinct, answers, strict=True))
+        by_request = {r: None if a is None else encode(a)
+                      for r, a in zip(distinct, answers, strict=True)}
         return [by_request[r] for r in requests]
 
     async def _read(self, request: ReadRequest) -> Any:
