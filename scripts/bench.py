@@ -74,6 +74,7 @@ from leaderboard.serve.auth import issue_token  # noqa: E402
 from leaderboard.serve.config import load  # noqa: E402
 from leaderboard.serve.ranking import Ranker  # noqa: E402
 from leaderboard.settings import Settings  # noqa: E402
+from leaderboard.shards import Topology  # noqa: E402
 
 trivial_api = FastAPI()
 QUIET_LOGS = load().logging_config  # the checked-in serve_config.yaml's
@@ -197,23 +198,36 @@ def user_id(i: int) -> str:
     return f"bench-{i:06d}"
 
 
-async def seed(settings: Settings, users: int) -> list[str]:
-    """Users spread over the regions, written through the real write script; their tokens."""
-    r = aioredis.Redis.from_url(settings.redis_url)
-    await r.flushdb()
-    await r.aclose()
+async def seed_board(settings: Settings, users: int) -> list[str]:
+    """Users spread over the regions, written through the real write script (on whichever
+    Redis instance each shard lives), the boards marked complete; the users' tokens."""
     regions = settings.region_list
-    shards = {region: RegionShard(settings, region) for region in regions}
-    by_region: dict[str, list[WriteCommand]] = {r: [] for r in regions}
+    topology = Topology.of(settings)
+    shards = {shard: RegionShard(settings, shard) for shard in topology.all_shards()}
+    by_shard: dict[str, list[WriteCommand]] = {shard: [] for shard in shards}
     tokens = []
     for i in range(users):
         region = regions[i % len(regions)]
-        by_region[region].append(
+        by_shard[topology.shard_for(region, user_id(i))].append(
             WriteCommand(user_id(i), f"Player {i}", region, "set", (i * 7919) % 100000))
         tokens.append(issue_token(settings, user_id(i), f"Player {i}", region))
-    for region, cmds in by_region.items():
+    for shard, cmds in by_shard.items():
         for at in range(0, len(cmds), 500):
-            await shards[region].write_many(cmds[at:at + 500])
+            await shards[shard].write_many(cmds[at:at + 500])
+    for url in topology.urls():  # complete: the board guard must not rebuild it
+        r = aioredis.Redis.from_url(url)
+        await r.set(Keys(settings.board).epoch, "bench")
+        await r.aclose()
+    return tokens
+
+
+async def seed(settings: Settings, users: int) -> list[str]:
+    """An emptied Redis index, the seeded board, and the users' accounts."""
+    r = aioredis.Redis.from_url(settings.redis_url)
+    await r.flushdb()
+    await r.aclose()
+    tokens = await seed_board(settings, users)
+    regions = settings.region_list
     conn = await asyncpg.connect(settings.dsn())
     try:  # accounts: the batch endpoint looks names and regions up there
         await conn.execute("TRUNCATE credentials")
@@ -225,6 +239,22 @@ async def seed(settings: Settings, users: int) -> list[str]:
     finally:
         await conn.close()
     return tokens
+
+
+def wait_ready(base: str, timeout: float = 60) -> None:
+    """Until the app's /health answers and its boards are not warming."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            health = httpx.get(f"{base}/health", timeout=2)
+            if health.status_code == 200 and health.json().get("warming") is False:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{base} did not become ready")
 
 
 # --- 5. the write script straight on Redis ---------------------------------------------------
@@ -319,6 +349,88 @@ class LagProbe:
         return record(Result("lag", f"write-to-Postgres lag during the write run "
                              f"({len(self.lags_ms)} probes)", len(self.lags_ms), "probes",
                              p50, p99))
+
+
+# --- scale-out (issue 5): 1 vs 2 ranking replicas, 1 vs 2 Redis instances -------------------
+
+WRK_REGION_RANKS = """
+local n = %d
+local regions = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  local u = i %% n
+  return wrk.format("GET", string.format("%s/rank/bench-%%06d?region=%%s", u,
+                                         regions[(u %% #regions) + 1]))
+end
+"""
+
+
+class SecondRedis:
+    """A throwaway redis-server on a free port (no persistence), stopped on exit."""
+
+    def __enter__(self) -> str:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.dir = tempfile.mkdtemp(prefix="lb-bench-redis-")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
+                             text=True).stdout.strip() != "PONG":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the second redis-server did not start")
+            time.sleep(0.05)
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def __exit__(self, *_: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def scale_out(settings: Settings, users: int, d: int, c: int) -> None:
+    """Reads with a Ranker of 1 vs 2 fixed replicas (same board), then with the region boards on
+    1 vs 2 Redis instances (2 replicas each); one region-board rank per request."""
+    from leaderboard.serve.config import deployment_options
+
+    opts = deployment_options()
+    gateway = {**opts["Gateway"], "num_replicas": 1}
+
+    def ranker(n: int) -> dict[str, Any]:
+        fixed = {k: v for k, v in opts["Ranker"].items() if k != "autoscaling_config"}
+        return {**fixed, "num_replicas": n}
+
+    regions = ",".join(f'"{r}"' for r in settings.region_list)
+    with SecondRedis() as second:
+        db = f"{settings.database_name()}_scale"  # each board keeps its durable record apart
+        one = settings.model_copy(update={"board": "scale1", "pgdatabase": db})
+        two = settings.model_copy(update={"board": "scale2", "pgdatabase": db, "redis_shards": ",".join(
+            f"{r}={second}" for r in settings.region_list if r != "GLOBAL")})
+        asyncio.run(ensure_database(one))
+        for s in (one, two):
+            asyncio.run(seed_board(s, users))
+        for name, s, n in (("r1", one, 1), ("r2", one, 2), ("i2", two, 2)):
+            serve.run(build_app(s, {"Ranker": ranker(n), "Gateway": gateway}), name=name,
+                      route_prefix=f"/{name}", logging_config=QUIET_LOGS)
+        base = f"http://127.0.0.1:{PORT}"
+        for name in ("r1", "r2", "i2"):
+            wait_ready(f"{base}/{name}")
+        def script(prefix: str) -> str:
+            return WRK_REGION_RANKS % (users, regions, prefix)
+
+        label = "GET /rank/{id}?region=<the user's> "
+        http("scale_r1", label + "with 1 ranking replica", base, script("/r1"), d, c)
+        http("scale_r2", label + "with 2 ranking replicas (1 Redis instance)", base,
+             script("/r2"), d, c)
+        http("scale_i2", label + "with 2 ranking replicas, region boards on a 2nd Redis instance",
+             base, script("/i2"), d, c)
+        for name in ("r1", "r2", "i2"):
+            serve.delete(name)
 
 
 # --- 6. writer pool vs bare upsert ----------------------------------------------------------
@@ -489,6 +601,10 @@ def ratio_rows(big: int) -> list[tuple[str, str, str, bool | None]]:
         ratio = R[f"top@{big}"].p99_ms / R["top@10000"].p99_ms
         rows.append((f"top-100 p99 at {big:,} / at 10,000 users", f"{ratio:.2f}x", "<= 2x",
                      ratio <= 2))
+    for a, b, what in (("scale_r2", "scale_r1", "rank reads: 2 ranking replicas / 1"),
+                       ("scale_i2", "scale_r2", "rank reads: 2 Redis instances / 1")):
+        if a in R and b in R and R[b].value:
+            rows.append((what, f"{R[a].value / R[b].value:.2f}x", "(no target; issue 5)", None))
     absolute("update", "score update vs UpRank (1,550)", 1550)
     absolute("top", "top-100 vs UpRank (1,970)", 1970)
     absolute("around", "around-me vs UpRank (5,340)", 5340)
@@ -511,14 +627,15 @@ def markdown(args: argparse.Namespace, seconds: float) -> str:
             "script_redis": 5,
             "pool": 6, "bare": 6, "lag": 7}
     for r in RESULTS.values():
-        n = item.get(r.key, 8)
+        n = "scale" if r.key.startswith("scale_") else item.get(r.key, 8)
         p50 = "-" if math.isnan(r.p50_ms) else f"{r.p50_ms:.1f}"
         p99 = "-" if math.isnan(r.p99_ms) else f"{r.p99_ms:.1f}"
         value = "-" if r.unit in ("calls", "probes") else f"{r.value:,.0f} {r.unit}"
         lines.append(f"| {n} | {r.name} | {value} | {p50} | {p99} | {r.errors} |")
     lines += ["", "| target | measured | target | met |", "|---|---:|---:|---|"]
     for what, got, target, met in ratio_rows(args.scale_users):
-        lines.append(f"| {what} | {got} | {target} | {'yes' if met else '**no**'} |")
+        verdict = "-" if met is None else "yes" if met else "**no**"
+        lines.append(f"| {what} | {got} | {target} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -591,6 +708,8 @@ def main() -> None:
         serve.run(build_app(limited), name="limited", route_prefix="/limited",
                   logging_config=QUIET_LOGS)
         base = f"http://127.0.0.1:{PORT}"
+        wait_ready(base)
+        wait_ready(f"{base}/limited")
         token_list = ",".join(f'"{t}"' for t in tokens)
         wrk(f"{base}/top", None, 2, c)  # warm-up
         print("1-4, 7. HTTP", flush=True)
@@ -614,6 +733,9 @@ def main() -> None:
         http("rank", "GET /rank/{id}", base, WRK_PATHS % (args.users, "/rank/bench-%06d"), d, c)
         http("around", "GET /around/{id}?range=10", base,
              WRK_PATHS % (args.users, "/around/bench-%06d?range=10"), d, c)
+
+        print("issue 5: reads with 1 vs 2 ranking replicas and 1 vs 2 Redis instances", flush=True)
+        scale_out(settings, args.users, d, c)
 
         print("6. writer pool vs bare upsert", flush=True)
         from leaderboard.pipeline.pool import writer_actor_name
