@@ -366,6 +366,21 @@ end
 """
 
 
+def drop_app(name: str, settings: Settings) -> None:
+    """Delete a Serve app and stop its board's shard and writer actors (they are detached)."""
+    from leaderboard.actors.router import shard_actor_name
+    from leaderboard.pipeline.pool import writer_actor_name
+
+    serve.delete(name)
+    names = [shard_actor_name(settings, shard) for shard in Topology.of(settings).all_shards()]
+    names += [writer_actor_name(settings, i) for i in range(settings.writer_pool_size)]
+    for actor in names:
+        try:
+            ray.kill(ray.get_actor(actor, namespace=settings.ray_namespace), no_restart=True)
+        except ValueError:
+            pass  # gone already (two apps may share a board)
+
+
 class SecondRedis:
     """A throwaway redis-server on a free port (no persistence), stopped on exit."""
 
@@ -429,8 +444,8 @@ def scale_out(settings: Settings, users: int, d: int, c: int) -> None:
              script("/r2"), d, c)
         http("scale_i2", label + "with 2 ranking replicas, region boards on a 2nd Redis instance",
              base, script("/i2"), d, c)
-        for name in ("r1", "r2", "i2"):
-            serve.delete(name)
+        for name, s in (("r1", one), ("r2", one), ("i2", two)):
+            drop_app(name, s)
 
 
 # --- 6. writer pool vs bare upsert ----------------------------------------------------------
@@ -714,6 +729,7 @@ def main() -> None:
         wrk(f"{base}/top", None, 2, c)  # warm-up
         print("1-4, 7. HTTP", flush=True)
         http("ceiling", "trivial deployment (the ceiling)", f"{base}/trivial/", None, d, c)
+        serve.delete("trivial")  # each measurement with only the apps it needs deployed
         off, on = [], []
         for i in range(args.rounds):
             if i == 0:
@@ -725,6 +741,7 @@ def main() -> None:
             on.append(wrk(base, WRK_WRITE % (token_list, "/limited"), d, c))
         median_of("update", "POST /score/update, limits off", off)
         median_of("update_limits", "POST /score/update, limits on (high)", on)
+        drop_app("limited", limited)
         server = issue_token(settings, "bench-server", "Server", "GLOBAL", role="server")
         batch = http("batch", "POST /scores/batch, 1,000 items per request (4 connections)",
                      f"{base}/scores/batch", WRK_BATCH % (server, args.users), d, 4)

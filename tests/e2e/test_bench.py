@@ -32,6 +32,9 @@ def test_quick_bench_measures_every_item_and_writes_the_report(tmp_path: Path) -
         assert cells[5] == "0", f"errors in {line}"  # no failed request, under load or not
         if cells[2] != "-":
             assert float(cells[2].split()[0].replace(",", "")) > 0, line
+    for scale in ("with 1 ranking replica", "with 2 ranking replicas (1 Redis instance)",
+                  "region boards on a 2nd Redis instance"):
+        assert scale in report
     for target in ("single writes / ceiling", "writer pool / bare upsert",
                    "write-to-Postgres lag p99", "batch endpoint / write script pipelined on Redis"):
         assert target in report
