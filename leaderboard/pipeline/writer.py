@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import redis.asyncio as aioredis
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import ResponseError
 
 from leaderboard.fold import GlobalFold
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 Dead = tuple[Delivery, str]
 # Postgres refusing the data itself (not an outage): retrying cannot help
 POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+EVENTS = TypeAdapter(list[ScoreEvent])
 
 
 def latest_per_user(events: list[ScoreEvent]) -> list[ScoreEvent]:
@@ -218,11 +219,17 @@ class StreamWriter:
 
     def _parse(self, batch: list[Delivery]) -> tuple[list[ScoreEvent | None], list[Dead]]:
         """One event (or None) per delivery, and the deliveries that are not valid events."""
+        present = [d.fields for d in batch if d.fields is not None]  # None: deleted after an
+        try:                                                       # earlier commit, ack only
+            valid = iter(EVENTS.validate_python(present))  # the whole batch in one call
+            return [None if d.fields is None else next(valid) for d in batch], []
+        except ValidationError:
+            pass  # some entry is malformed: find which, one by one
         events: list[ScoreEvent | None] = []
         dead: list[Dead] = []
         for d in batch:
             event = None
-            if d.fields is not None:  # None: deleted after an earlier commit, only the ack is left
+            if d.fields is not None:
                 try:
                     event = ScoreEvent.model_validate(d.fields)
                 except ValidationError as exc:
