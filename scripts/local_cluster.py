@@ -85,16 +85,8 @@ class Cluster:
     def node_env(self, index: int, http_port: int) -> dict[str, str]:
         """Serve's throughput settings and this node's own HAProxy ports, for ``ray start``."""
         _, _, _, stats, metrics = self.node_ports(index)
-        env = {**self.env, **serve_env(self.http_port, stats_port=stats, metrics_port=metrics)}
-        haproxy = self.temp_dir / "ha"
-        env.update({
-            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
-            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics),
-        })
+        env = {**self.env, **serve_env(self.http_port, stats_port=stats, metrics_port=metrics,
+                                       files=self.temp_dir / "ha")}
         if index > 0:  # every node's HAProxy needs a port of its own on one machine
             env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(http_port)
         for key in serve_env(self.http_port):  # set in the caller's environment: that wins

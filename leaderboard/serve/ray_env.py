@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+STATS_PORT, METRICS_PORT = 8404, 9101  # HAProxy's stats page and Prometheus endpoint
+
 THROUGHPUT = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -21,9 +23,12 @@ def haproxy_dir(http_port: int) -> Path:
     return Path(tempfile.gettempdir()) / f"lb-haproxy-{http_port}"
 
 
-def serve_env(http_port: int, *, stats_port: int = 8404, metrics_port: int = 9101) -> dict[str, str]:
-    """The throughput settings and HAProxy's files and ports for the instance on ``http_port``."""
-    d = haproxy_dir(http_port)
+def serve_env(
+    http_port: int, *, stats_port: int = STATS_PORT, metrics_port: int = METRICS_PORT, files: Path | None = None
+) -> dict[str, str]:
+    """The throughput settings and HAProxy's files (in ``files``, by default the folder of
+    ``http_port``) and ports for the instance on ``http_port``."""
+    d = haproxy_dir(http_port) if files is None else files
     return {
         **THROUGHPUT,
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(d / "haproxy.cfg"),
@@ -37,7 +42,7 @@ def serve_env(http_port: int, *, stats_port: int = 8404, metrics_port: int = 910
     }
 
 
-def apply_serve_env(http_port: int, *, stats_port: int = 8404, metrics_port: int = 9101) -> None:
+def apply_serve_env(http_port: int, *, stats_port: int = STATS_PORT, metrics_port: int = METRICS_PORT) -> None:
     """Set the throughput settings (unless already set) before Ray is imported or started."""
     haproxy_dir(http_port).mkdir(parents=True, exist_ok=True)
     for key, value in serve_env(http_port, stats_port=stats_port, metrics_port=metrics_port).items():
@@ -53,9 +58,9 @@ def main(argv: list[str]) -> None:
 
     args = [int(a) for a in argv]
     port = args[0] if args else int(os.environ.get("PORT", "8000"))
-    ports = {"stats_port": args[1], "metrics_port": args[2]} if len(args) >= 3 else {}
+    stats, metrics = (args[1], args[2]) if len(args) >= 3 else (STATS_PORT, METRICS_PORT)
     haproxy_dir(port).mkdir(parents=True, exist_ok=True)
-    for key, value in serve_env(port, **ports).items():
+    for key, value in serve_env(port, stats_port=stats, metrics_port=metrics).items():
         print(f"export {key}={shlex.quote(os.environ.get(key, value))}")
 
 

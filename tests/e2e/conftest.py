@@ -102,10 +102,15 @@ async def pg(pg_pool: asyncpg.Pool) -> asyncpg.Pool:
     return pg_pool
 
 
+def app_client(service: Service) -> httpx.AsyncClient:
+    """An HTTP client for one of the suite's apps, for ``async with``."""
+    return httpx.AsyncClient(base_url=service.base_url, timeout=30,
+                             limits=httpx.Limits(max_connections=64))
+
+
 @pytest.fixture
 async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(base_url=service.base_url, timeout=30, limits=limits) as c:
+    async with app_client(service) as c:
         yield c
 
 
@@ -241,13 +246,11 @@ def refilling(service: Service) -> Service:
 
 @pytest.fixture
 async def rl(limited: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=limited.base_url, timeout=30,
-                                 limits=httpx.Limits(max_connections=64)) as c:
+    async with app_client(limited) as c:
         yield c
 
 
 @pytest.fixture
 async def rf(refilling: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=refilling.base_url, timeout=30,
-                                 limits=httpx.Limits(max_connections=64)) as c:
+    async with app_client(refilling) as c:
         yield c

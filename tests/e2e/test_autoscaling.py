@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from leaderboard.serve.config import load
-from tests.e2e.conftest import Service, deploy, s_db
+from tests.e2e.conftest import Service, app_client, deploy, s_db
 
 APP = "autoscale"
 FAST = {"metrics_interval_s": 0.1, "look_back_period_s": 0.2, "upscale_delay_s": 0,
@@ -70,8 +70,7 @@ async def test_ranker_grows_under_a_read_burst_and_shrinks_after(autoscaled: Ser
             assert r.status_code == 200, r.text
             answered += 1
 
-    limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(base_url=autoscaled.base_url, timeout=30, limits=limits) as c:
+    async with app_client(autoscaled) as c:
         readers = [asyncio.create_task(reader(c)) for _ in range(48)]
         try:
             seen: list[int] = []

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from leaderboard.keys import WRITERS_GROUP, Keys
 from leaderboard.pipeline.db import ensure_database
 from leaderboard.serve.auth import issue_token
-from tests.e2e.conftest import Service, bearer, deploy
+from tests.e2e.conftest import Service, app_client, bearer, deploy
 from tests.e2e.proxy import ReplyDroppingProxy
 from tests.e2e.servers import OwnPostgres, OwnRedis
 
@@ -62,8 +62,7 @@ def faults(service: Service) -> Iterator[Faults]:
 
 @pytest.fixture
 async def fc(faults: Faults) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=faults.app.base_url, timeout=30,
-                                 limits=httpx.Limits(max_connections=64)) as c:
+    async with app_client(faults.app) as c:
         yield c
 
 

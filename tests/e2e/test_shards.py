@@ -22,7 +22,7 @@ from leaderboard.pipeline.db import ensure_database
 from leaderboard.serve.auth import issue_token
 from leaderboard.settings import GLOBAL
 from leaderboard.shards import Topology
-from tests.e2e.conftest import Service, bearer, deploy, s_db, wait_drained, wait_stored
+from tests.e2e.conftest import Service, app_client, bearer, deploy, s_db, wait_drained, wait_stored
 from tests.e2e.servers import OwnRedis
 
 REGIONS = ["GLOBAL", "ASIA", "EU", "NA"]
@@ -81,8 +81,7 @@ def sharded(service: Service) -> Iterator[Sharded]:
 
 @pytest.fixture
 async def sc(sharded: Sharded) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sharded.app.base_url, timeout=30,
-                                 limits=httpx.Limits(max_connections=64)) as c:
+    async with app_client(sharded.app) as c:
         yield c
 
 
