@@ -18,6 +18,7 @@ from redis.exceptions import ResponseError
 
 from leaderboard.fold import FoldLag, oldest_event_ages
 from leaderboard.keys import WRITERS_GROUP, Keys
+from leaderboard.pipeline.stream import shards_to_drain
 from leaderboard.redis_client import connect
 from leaderboard.settings import StoreSettings
 from leaderboard.shards import Topology, redacted
@@ -33,7 +34,9 @@ async def report(count: int) -> None:
         try:
             if several:
                 print(f"Redis {redacted(url)}:")
-            await report_instance(redis, keys, topology.shards_on(url), count)
+            # with the streams of shards no longer configured, which the writers still drain
+            shards = await shards_to_drain(redis, keys, topology.shards_on(url))
+            await report_instance(redis, keys, shards, count)
             if several and url == topology.global_url:
                 await report_global(redis, keys)
         finally:

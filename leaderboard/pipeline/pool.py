@@ -13,6 +13,7 @@ import ray
 from leaderboard.actors.placement import writer_placement_options
 from leaderboard.fold import GlobalFold
 from leaderboard.keys import Keys
+from leaderboard.pipeline import stream
 from leaderboard.pipeline.db import create_pool
 from leaderboard.pipeline.writer import StreamWriter
 from leaderboard.redis_client import connect
@@ -49,11 +50,16 @@ class Writer:
         fold = None
         if url != topo.global_url:
             fold = GlobalFold(connect(topo.global_url), keys)
+        redis = connect(url, retries=0)
+        shards = await stream.shards_to_drain(redis, keys, topo.shards_on(url))
+        if len(shards) > len(topo.shards_on(url)):
+            log.warning("%s: draining streams of shards no longer configured on %s: %s",
+                        self._consumer, redacted(url), shards[len(topo.shards_on(url)):])
         writer = StreamWriter(
-            connect(url, retries=0),
+            redis,
             self._pg,
             keys,
-            topo.shards_on(url),
+            shards,
             self._consumer,
             batch_size=s.writer_batch_size,
             block_ms=s.writer_batch_wait_ms,

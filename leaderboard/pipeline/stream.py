@@ -8,7 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from leaderboard.keys import ACK_DELETE, WRITERS_GROUP
+from leaderboard.keys import ACK_DELETE, WRITERS_GROUP, Keys
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,19 @@ async def ensure_groups(redis: aioredis.Redis, streams: list[str]) -> None:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+
+async def shards_to_drain(redis: aioredis.Redis, keys: Keys, shards: list[str]) -> list[str]:
+    """``shards`` and every other shard of the board that still has a stream on this instance.
+
+    A stream outlives its shard when a settings change removes the shard (a lower
+    ``REGION_SPLITS``, a region mapped to another instance): its events were acknowledged to
+    clients and must still reach Postgres, so the writers drain it too.
+    """
+    prefix = keys.stream("")
+    found = {str(name)[len(prefix):] async for name in redis.scan_iter(
+        match=keys.stream("*"), count=1000, _type="STREAM")}
+    return shards + sorted(found - set(shards))
 
 
 def id_key(entry_id: str) -> tuple[int, int]:

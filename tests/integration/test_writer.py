@@ -178,3 +178,27 @@ async def test_entry_delivered_too_often_is_dead_lettered_on_recovery(
     dead = await redis.xrange(keys.dead("EU"))
     assert [f["user_id"] for _, f in dead] == ["crashy"]
     assert "delivered 6 times" in dead[0][1]["_error"]
+
+
+async def test_streams_of_shards_no_longer_configured_are_still_drained(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    # writes acknowledged while EU was split in two: some of them sit on shard EU.1's stream
+    split = settings.model_copy(update={"region_splits": "EU=2"})
+    extra = RegionShard(split, "EU.1")
+    for i in range(5):
+        assert (await extra.write(WriteCommand(f"s{i}", "S", "EU", "set", 10 + i))).status == "ok"
+    # then the split is lowered: EU.1 is no longer a shard, but its stream must still reach Postgres
+    keys = Keys(settings.board)
+    assert "EU.1" not in settings.region_list
+    shards = await stream.shards_to_drain(redis, keys, settings.region_list)
+    assert shards[:len(settings.region_list)] == settings.region_list and shards[-1] == "EU.1"
+    writer = StreamWriter(redis, pg, keys, shards, "w-left", batch_size=100, block_ms=10,
+                          claim_idle_ms=60_000)
+    await writer.start()
+    await drain(writer, 5)
+    assert await redis.xlen(keys.stream("EU.1")) == 0
+    stored = await rows(pg)
+    for i in range(5):
+        version = int(await redis.hget(keys.user(f"s{i}"), "version"))
+        assert stored[f"s{i}"] == (10 + i, version)
