@@ -5,8 +5,12 @@ A second redis-server (no persistence) runs on a free port for this module and i
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -200,3 +204,22 @@ async def test_each_instance_rebuilds_its_own_boards_from_postgres(
     assert {r: await board(ranker, r) for r in REGIONS} == before
     assert not await redis.exists(keys.board("EU")) and not await other.exists(keys.board(GLOBAL))
     assert (await reconcile_all(t, pg, keys, dry_run=True)).drift == 0
+
+
+async def test_check_queue_reports_every_instance_and_global_staleness(
+    sharded: Settings, redis: aioredis.Redis, other: aioredis.Redis, second: OwnRedis
+) -> None:
+    c = Cluster(sharded)
+    await c.write("cq-eu", "EU", "set", 7)  # EU lives on the second instance, folded into GLOBAL
+    await c.write("cq-na", "NA", "set", 3)
+    eu_shard = c.topology.shard_for("EU", "cq-eu")
+    env = {**os.environ, "REDIS_SHARDS": sharded.redis_shards, "REGION_SPLITS": sharded.region_splits}
+    script = Path(__file__).resolve().parents[2] / "scripts" / "check_queue.py"
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    sections = out.split("Redis ")
+    mine = next(s for s in sections if s.startswith(f"127.0.0.1:{second.port}/"))
+    assert f"{eu_shard}: stream {Keys(sharded.board).stream(eu_shard)}  backlog=1" in mine, out
+    assert "NA:" not in mine and "ASIA:" in mine, out  # NA lives on REDIS_URL's instance
+    assert "GLOBAL fold lag:" in out and "folded by shards=1" in out, out
+    assert f"GLOBAL staleness bound for {eu_shard}" in out, out
