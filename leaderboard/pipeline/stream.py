@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
-from leaderboard.keys import ACK_DELETE, WRITERS_GROUP, Keys
+from leaderboard.keys import WRITERS_GROUP, Keys
+from leaderboard.redis_client import run_script_many
 
 
 @dataclass(frozen=True)
@@ -82,13 +84,14 @@ async def claim_idle(
     return out
 
 
-async def ack(redis: aioredis.Redis, deliveries: list[Delivery]) -> None:
-    """Acknowledge and delete stored entries, so XLEN is the backlog (one script per stream)."""
+async def ack(redis: aioredis.Redis, script: AsyncScript, deliveries: list[Delivery]) -> None:
+    """Acknowledge and delete stored entries, so XLEN is the backlog: ``script`` (ACK_DELETE)
+    once per stream, all in one round trip. An error reply (NOGROUP: Redis lost its data)
+    raises."""
     by_stream: dict[str, list[str]] = {}
     for d in deliveries:
         by_stream.setdefault(d.stream, []).append(d.entry_id)
-    script = redis.register_script(ACK_DELETE)
-    async with redis.pipeline(transaction=False) as pipe:
-        for stream, ids in by_stream.items():
-            await script(keys=[stream], args=[WRITERS_GROUP, " ".join(ids)], client=pipe)
-        await pipe.execute()
+    calls = [([name], [WRITERS_GROUP, " ".join(ids)]) for name, ids in by_stream.items()]
+    for reply in await run_script_many(redis, script, calls):
+        if isinstance(reply, Exception):
+            raise reply

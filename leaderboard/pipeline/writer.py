@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import ResponseError
 
 from leaderboard.fold import GlobalFold
-from leaderboard.keys import WRITERS_GROUP, Keys
+from leaderboard.keys import ACK_DELETE, WRITERS_GROUP, Keys
 from leaderboard.models import ScoreEvent
 from leaderboard.pipeline import stream
 from leaderboard.pipeline.db import UPSERT
@@ -89,6 +89,7 @@ class StreamWriter:
     ) -> None:
         self._fold = fold
         self._redis = redis
+        self._ack = redis.register_script(ACK_DELETE)
         self._pg = pg
         self._keys = keys
         self._streams = [keys.stream(s) for s in shards]
@@ -142,7 +143,7 @@ class StreamWriter:
         if dead:
             await self._dead_letter(dead)
         try:
-            await stream.ack(self._redis, batch)
+            await stream.ack(self._redis, self._ack, batch)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
