@@ -51,10 +51,11 @@ class Writer:
         if url != topo.global_url:
             fold = GlobalFold(connect(topo.global_url), keys)
         redis = connect(url, retries=0)
-        shards = await stream.shards_to_drain(redis, keys, topo.shards_on(url))
-        if len(shards) > len(topo.shards_on(url)):
+        configured = topo.shards_on(url)
+        shards = await stream.shards_to_drain(redis, keys, configured)
+        if len(shards) > len(configured):
             log.warning("%s: draining streams of shards no longer configured on %s: %s",
-                        self._consumer, redacted(url), shards[len(topo.shards_on(url)):])
+                        self._consumer, redacted(url), shards[len(configured):])
         writer = StreamWriter(
             redis,
             self._pg,

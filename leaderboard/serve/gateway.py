@@ -3,7 +3,6 @@
 # no "from __future__ import annotations": Serve's class-based view needs real annotations
 
 import asyncio
-import json
 import logging
 import math
 from typing import Annotated, Any
@@ -51,7 +50,7 @@ from leaderboard.pipeline.db import create_pool
 from leaderboard.redis_client import REDIS_DOWN, connect
 from leaderboard.serve import auth, http_errors
 from leaderboard.serve.batching import MicroBatcher
-from leaderboard.serve.ranking import ReadRequest
+from leaderboard.serve.ranking import ReadRequest, encode
 from leaderboard.settings import GLOBAL, Settings
 from leaderboard.shards import Topology, redacted
 
@@ -108,7 +107,7 @@ def client_address(request: Request) -> str:
 
 def json_response(body: Any, status: int = 200) -> Response:
     """Serialize once, without FastAPI's response-model validation (the shapes are ours)."""
-    return Response(json.dumps(body, separators=(",", ":")), status, media_type="application/json")
+    return Response(encode(body), status, media_type="application/json")
 
 
 def json_body(body: bytes | None) -> Response:
