@@ -198,27 +198,30 @@ def user_id(i: int) -> str:
     return f"bench-{i:06d}"
 
 
+async def write_all(settings: Settings, cmds: list[WriteCommand]) -> None:
+    """Commands through the real write script, on each user's shard, 500 per round trip."""
+    topology = Topology.of(settings)
+    by_shard: dict[str, list[WriteCommand]] = {}
+    for cmd in cmds:
+        by_shard.setdefault(topology.shard_for(cmd.region, cmd.user_id), []).append(cmd)
+    for shard, mine in by_shard.items():
+        writer = RegionShard(settings, shard)
+        for at in range(0, len(mine), 500):
+            await writer.write_many(mine[at:at + 500])
+
+
 async def seed_board(settings: Settings, users: int) -> list[str]:
     """Users spread over the regions, written through the real write script (on whichever
     Redis instance each shard lives), the boards marked complete; the users' tokens."""
     regions = settings.region_list
-    topology = Topology.of(settings)
-    shards = {shard: RegionShard(settings, shard) for shard in topology.all_shards()}
-    by_shard: dict[str, list[WriteCommand]] = {shard: [] for shard in shards}
-    tokens = []
-    for i in range(users):
-        region = regions[i % len(regions)]
-        by_shard[topology.shard_for(region, user_id(i))].append(
-            WriteCommand(user_id(i), f"Player {i}", region, "set", (i * 7919) % 100000))
-        tokens.append(issue_token(settings, user_id(i), f"Player {i}", region))
-    for shard, cmds in by_shard.items():
-        for at in range(0, len(cmds), 500):
-            await shards[shard].write_many(cmds[at:at + 500])
-    for url in topology.urls():  # complete: the board guard must not rebuild it
+    cmds = [WriteCommand(user_id(i), f"Player {i}", regions[i % len(regions)], "set",
+                         (i * 7919) % 100000) for i in range(users)]
+    await write_all(settings, cmds)
+    for url in Topology.of(settings).urls():  # complete: the board guard must not rebuild it
         r = aioredis.Redis.from_url(url)
         await r.set(Keys(settings.board).epoch, "bench")
         await r.aclose()
-    return tokens
+    return [issue_token(settings, c.user_id, c.name, c.region) for c in cmds]
 
 
 async def seed(settings: Settings, users: int) -> list[str]:
@@ -456,16 +459,6 @@ def backlog_events(settings: Settings, events: int, users: int) -> list[WriteCom
                          "set", i) for i in range(events)]
 
 
-async def fill_backlog(settings: Settings, cmds: list[WriteCommand]) -> None:
-    shards = {r: RegionShard(settings, r) for r in settings.region_list}
-    by_region: dict[str, list[WriteCommand]] = {}
-    for cmd in cmds:
-        by_region.setdefault(cmd.region, []).append(cmd)
-    for region, mine in by_region.items():
-        for at in range(0, len(mine), 500):
-            await shards[region].write_many(mine[at:at + 500])
-
-
 async def backlog(settings: Settings) -> int:
     r = aioredis.Redis.from_url(settings.redis_url)
     try:
@@ -488,7 +481,7 @@ def drain_writer_pool(settings: Settings, writers: list[Any], events: int, users
     ray.get([w.pause.remote() for w in writers])
     asyncio.run(pg_execute(settings, "TRUNCATE leaderboard"))
     cmds = backlog_events(settings, events, users)
-    asyncio.run(fill_backlog(settings, cmds))
+    asyncio.run(write_all(settings, cmds))
     queued = asyncio.run(backlog(settings))
     start = time.perf_counter()
     ray.get([w.resume.remote() for w in writers])
