@@ -1,18 +1,24 @@
 """Errors the service answers with; one handler maps them to JSON.
 
-LeaderboardError          base: status_code + code
+LeaderboardError          base: status_code + code (+ Retry-After when retrying helps)
 ├── BadRequest            422 invalid input the models could not catch (e.g. region mismatch)
 ├── ScoreOutOfRange       422 a write would leave |score| > 2^53 - 1
 ├── KeyReused             422 an Idempotency-Key sent again with a different request
 ├── Unauthorized          401 missing, invalid or expired token; wrong credentials
-├── NotFound              404 user not on the board
 ├── Forbidden             403 a valid token without the role an endpoint needs
+├── NotFound              404 user not on the board, or no such path
+├── MethodNotAllowed      405 the path exists, not with this method
 ├── Conflict              409 user or entry already exists
+├── PayloadTooLarge       413 a request body over the limit
 ├── TooManyRequests       429 base of the admission refusals; carries Retry-After
 │   ├── RateLimited       429 a token bucket is empty (scope user, region or auth)
 │   └── QueueFull         429 the shard's backlog reached QUEUE_REJECT_LENGTH
-└── Unavailable           503 Redis, Postgres or a shard actor cannot be reached
+└── Unavailable           503 Redis, Postgres, a shard actor or the ranking replicas cannot be
+    │                         reached (Retry-After: 1)
     └── Warming           503 the board is being rebuilt; this write needs the user's old score
+
+Anything else raised while answering is a bug: 500 ``internal_error``, logged with its
+traceback, never "retry".
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ class LeaderboardError(Exception):
 
     status_code = 500
     code = "internal_error"
+    retry_after_s: int | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -32,7 +39,9 @@ class LeaderboardError(Exception):
         return {"error": self.code, "detail": self.detail}
 
     def headers(self) -> dict[str, str]:
-        return {}
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class BadRequest(LeaderboardError):
@@ -60,6 +69,18 @@ class NotFound(LeaderboardError):
     code = "not_found"
 
 
+class MethodNotAllowed(LeaderboardError):
+    status_code = 405
+    code = "method_not_allowed"
+
+    def __init__(self, allowed: list[str]) -> None:
+        super().__init__("Method Not Allowed")
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
+
 class Forbidden(LeaderboardError):
     status_code = 403
     code = "forbidden"
@@ -70,15 +91,17 @@ class Conflict(LeaderboardError):
     code = "conflict"
 
 
+class PayloadTooLarge(LeaderboardError):
+    status_code = 413
+    code = "payload_too_large"
+
+
 class TooManyRequests(LeaderboardError):
     status_code = 429
 
     def __init__(self, detail: str, retry_after_s: int) -> None:
         super().__init__(detail)
         self.retry_after_s = max(1, retry_after_s)
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
 
 
 class RateLimited(TooManyRequests):
@@ -99,10 +122,8 @@ class QueueFull(TooManyRequests):
 class Unavailable(LeaderboardError):
     status_code = 503
     code = "unavailable"
+    retry_after_s = 1
 
 
 class Warming(Unavailable):
     code = "warming"
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-from leaderboard.settings import MAX_SCORE
+from leaderboard.settings import GLOBAL, MAX_SCORE
 
 Score = Annotated[StrictInt, Field(ge=-MAX_SCORE, le=MAX_SCORE)]
 UserId = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -80,23 +80,83 @@ class RegisterResponse(BaseModel):
 
 
 class RankEntry(BaseModel):
-    rank: int
+    """An entry; ``rank`` is null while the board is rebuilt (``warming``) or GLOBAL's instance
+    is unreachable (``global_pending``: applied, folded into GLOBAL later)."""
+
+    rank: int | None
     user_id: str
     name: str
     region: str
     score: int
+    warming: bool | None = None
+    global_pending: bool | None = None
 
 
 class TopResponse(BaseModel):
     region: str
     entries: list[RankEntry]
     total: int
+    warming: bool | None = None
 
 
 class AroundResponse(BaseModel):
     region: str
     self: RankEntry
     around: list[RankEntry]
+    warming: bool | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable code, a human-readable detail."""
+
+    error: str
+    detail: str
+    scope: str | None = None  # rate_limited: user, region or auth
+
+
+class BatchResponse(BaseModel):
+    """One answer per item, in order: ``applied`` with its entry, or ``refused`` with the
+    error code, detail (and ``retry_after`` seconds) a single write would have answered."""
+
+    results: list[dict[str, Any]]
+
+
+class WritersResponse(BaseModel):
+    writers: list[dict[str, Any]]
+
+
+class HealthResponse(BaseModel):
+    """Each component's state; the same shape with status 503 when degraded."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["ok", "degraded"]
+    redis: str
+    postgres: str
+    warming: bool
+    backlog: dict[str, int]
+    dead_letters: dict[str, int]
+
+
+# -- path and query parameters ----------------------------------------------------------------
+
+RegionParam = Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class UserPath(BaseModel):
+    user_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class RegionQuery(BaseModel):
+    region: RegionParam = GLOBAL
+
+
+class TopQuery(RegionQuery):
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class AroundQuery(RegionQuery):
+    span: Annotated[int, Field(ge=1, le=100, alias="range")] = 10
 
 
 class Claims(BaseModel):

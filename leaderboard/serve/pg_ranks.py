@@ -7,11 +7,21 @@ Same order as the Redis boards: score descending, then whoever reached the score
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
 from leaderboard.settings import GLOBAL
+
+
+class Queries(Protocol):
+    """An asyncpg pool, or ``serve.pg.Postgres`` (which answers 503 when Postgres is down)."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None: ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
 
 ORDER = "ORDER BY score DESC, reached ASC, user_id DESC"
 AHEAD = "(score > $2 OR (score = $2 AND (reached < $3 OR (reached = $3 AND user_id > $4))))"
@@ -30,7 +40,7 @@ def _entry(row: asyncpg.Record, rank: int) -> dict[str, Any]:
 class PostgresRanks:
     """top / rank / around over the durable record, each marked ``"warming": true``."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Queries) -> None:
         self._pg = pool
 
     async def top(self, region: str, limit: int) -> dict[str, Any]:

@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-import asyncpg
 import redis.asyncio as aioredis
+from pydantic_core import to_json
 from redis.commands.core import AsyncScript
 
 from leaderboard.errors import Unavailable
 from leaderboard.keys import AROUND, RANK, TOP, Keys
-from leaderboard.pipeline.db import create_pool
 from leaderboard.redis_client import REDIS_DOWN, connect
+from leaderboard.serve.pg import Postgres
 from leaderboard.serve.pg_ranks import PostgresRanks
 from leaderboard.settings import GLOBAL, Settings
 from leaderboard.shards import Topology
 
 Entry = dict[str, Any]
-# (kind: top | rank | around, region, limit or span, user_id)
-ReadRequest = tuple[str, str, int, str]
 WARMING = "warming"
+
+
+class ReadRequest(NamedTuple):
+    """One read; equal requests in a group share one answer."""
+
+    kind: str  # top | rank | around
+    region: str
+    arg: int  # top: limit; around: span
+    user_id: str
 
 
 def encode(answer: Any) -> bytes:
     """The compact JSON body of an answer."""
-    return json.dumps(answer, separators=(",", ":")).encode()
+    return to_json(answer)
 
 
 def entries_from(flat: list[Any], first_rank: int) -> list[Entry]:
@@ -74,14 +80,14 @@ class Ranker:
         self._scripts = {GLOBAL: by_url[topology.global_url]}
         self._scripts.update({r: by_url[topology.instance[r]] for r in topology.regions
                               if r != GLOBAL})
-        self._pg: PostgresRanks | None = None
+        self._pg = PostgresRanks(Postgres(settings))
 
     async def top(self, region: str, limit: int) -> dict[str, Any]:
         k = self._keys
         reply = await self._call(
             self._scripts[region].top, [k.board(region), k.epoch, k.warming], [limit, k.user("")])
         if reply == WARMING:
-            return await (await self._postgres()).top(region, limit)
+            return await self._pg.top(region, limit)
         return {"region": region, "entries": entries_from(reply[1:], 1), "total": int(reply[0])}
 
     async def rank(self, region: str, user_id: str) -> Entry | None:
@@ -89,7 +95,7 @@ class Ranker:
         reply = await self._call(
             self._scripts[region].rank, [k.board(region), k.user(user_id), k.epoch, k.warming], [])
         if reply == WARMING:
-            return await (await self._postgres()).rank(region, user_id)
+            return await self._pg.rank(region, user_id)
         if not reply:
             return None
         return entries_from([user_id, *reply[1:]], int(reply[0]) + 1)[0]
@@ -99,7 +105,7 @@ class Ranker:
         keys = [k.board(region), k.user(user_id), k.epoch, k.warming]
         reply = await self._call(self._scripts[region].around, keys, [span, k.user("")])
         if reply == WARMING:
-            return await (await self._postgres()).around(region, user_id, span)
+            return await self._pg.around(region, user_id, span)
         if not reply:
             return None
         me, first = int(reply[0]) + 1, int(reply[1]) + 1
@@ -129,16 +135,9 @@ class Ranker:
             return await self.top(region, arg)
         if kind == "rank":
             return await self.rank(region, user_id)
-        return await self.around(region, user_id, arg)
-
-    async def _postgres(self) -> PostgresRanks:
-        """The durable record, for reads while the board is warming."""
-        if self._pg is None:
-            try:
-                self._pg = PostgresRanks(await create_pool(self._settings))
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise Unavailable("board warming and Postgres unreachable") from exc
-        return self._pg
+        if kind == "around":
+            return await self.around(region, user_id, arg)
+        raise ValueError(f"unknown read kind {kind!r}")
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

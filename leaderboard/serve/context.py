@@ -1,0 +1,161 @@
+"""What the HTTP handlers work with: the shard and ranking handles behind micro-batchers,
+Redis, Postgres, the token cache. Built once per gateway replica from its ``__init__``
+arguments; the handlers in ``serve/handlers/`` are plain functions of a ``Context``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+from leaderboard.actors.router import shard_for
+from leaderboard.actors.shard import WriteCommand, WriteMode, WriteResult
+from leaderboard.errors import BadRequest, Forbidden, RateLimited, Unavailable
+from leaderboard.keys import TAKE_TOKENS, Keys
+from leaderboard.models import Claims
+from leaderboard.redis_client import REDIS_DOWN, connect
+from leaderboard.serve import auth
+from leaderboard.serve.asgi import Route
+from leaderboard.serve.batching import MicroBatcher
+from leaderboard.serve.failures import RAY_UNAVAILABLE
+from leaderboard.serve.pg import Postgres
+from leaderboard.serve.ranking import ReadRequest
+from leaderboard.serve.refusals import refusal
+from leaderboard.settings import Settings
+from leaderboard.shards import Topology
+
+log = logging.getLogger(__name__)
+
+PROFILE_CACHE_SIZE = 100_000
+
+
+class Context:
+    """One gateway replica's clients and the operations the handlers share."""
+
+    def __init__(
+        self, settings: Settings, ranker: Any, shards: dict[str, Any], writers: list[Any],
+        ranking_replicas: int = 1,
+    ) -> None:
+        self.settings = settings
+        self.shards = shards
+        self.writers = writers
+        self.topology = Topology.of(settings)
+        self.limits = settings.limits()
+        self.regions = set(settings.region_list)
+        self.keys = Keys(settings.board)
+        self.redis = connect(settings.redis_url)
+        self.instances = {url: self.redis if url == settings.redis_url else connect(url)
+                          for url in self.topology.urls()}
+        self.pg = Postgres(settings)
+        self.tokens = auth.TokenCache(settings)
+        # unknown users are checked against this, at the real cost, so timing reveals nothing
+        self.dummy_hash = auth.hash_password("not-a-real-password", settings.password_scrypt_n)
+        self._ranker = ranker
+        self._take_tokens = self.redis.register_script(TAKE_TOKENS)
+        self._profiles: dict[str, tuple[str, str]] = {}
+        size, wait = settings.batch_max_size, settings.batch_max_wait_ms / 1000
+        self._writes = {
+            shard: MicroBatcher(self._shard_sender(handle), max_size=size, max_wait_s=wait,
+                                max_inflight=settings.batch_max_inflight)
+            for shard, handle in shards.items()
+        }
+        # reads may spread over every ranking replica
+        self._reads: MicroBatcher[ReadRequest, bytes | None] = MicroBatcher(
+            self._read_sender, max_size=size, max_wait_s=wait,
+            max_inflight=settings.batch_max_inflight * ranking_replicas)
+
+    @staticmethod
+    def _shard_sender(handle: Any) -> Any:
+        async def send(cmds: list[WriteCommand]) -> list[WriteResult]:
+            results: list[WriteResult] = await handle.write_many.remote(cmds)
+            return results
+
+        return send
+
+    async def _read_sender(self, requests: list[ReadRequest]) -> list[bytes | None]:
+        results: list[bytes | None] = await self._ranker.read_many.remote(requests)
+        return results
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def region(self, region: str) -> str:
+        """A served region's canonical name (case-insensitive), else a 422."""
+        name = region.strip().upper()
+        if name not in self.regions:
+            raise BadRequest(f"unknown region {region!r}; one of {sorted(self.regions)}")
+        return name
+
+    def claims(self, authorization: str | None) -> Claims:
+        return self.tokens.decode(auth.bearer_token(authorization))
+
+    def guard(self, route: Route, headers: dict[str, str]) -> Claims | None:
+        """The route's token rule: none, any valid token, or one with the route's role."""
+        if route.token is None:
+            return None
+        claims = self.claims(headers.get("authorization"))
+        if route.token != "any" and claims.role != route.token:
+            raise Forbidden(f"this endpoint needs a token with role {route.token}")
+        return claims
+
+    # -- writes and reads ------------------------------------------------------------------
+
+    async def write(
+        self, claims: Claims, mode: WriteMode, value: int, key: str | None = None
+    ) -> tuple[WriteCommand, WriteResult]:
+        """Run one write on the user's shard; a refusal raises its error."""
+        if claims.region not in self.regions:
+            raise BadRequest(f"region {claims.region!r} of this token is not served")
+        shard = shard_for(self.topology, claims.region, claims.sub)
+        cmd = WriteCommand(claims.sub, claims.name, claims.region, mode, value, key)
+        result = await self._writes[shard].submit(cmd)
+        error = refusal(result)
+        if error is not None:
+            raise error
+        return cmd, result
+
+    async def write_group(self, shard: str, cmds: list[WriteCommand]) -> list[WriteResult]:
+        """A batch's commands for one shard in one call; an unreachable shard refuses each."""
+        try:
+            results: list[WriteResult] = await self.shards[shard].write_many.remote(cmds)
+            return results
+        except RAY_UNAVAILABLE as exc:
+            log.warning("shard %s unavailable: %r", shard, exc)
+            return [WriteResult("unavailable") for _ in cmds]
+
+    async def read(self, request: ReadRequest) -> bytes | None:
+        """The JSON body of a read (None: the user is not on the board)."""
+        return await self._reads.submit(request)
+
+    # -- accounts --------------------------------------------------------------------------
+
+    async def admit_auth(self, client: str) -> None:
+        """Sign-up/login limits: per client address, and a global cap behind it."""
+        limits = self.limits
+        buckets = [(self.keys.auth_bucket(client), limits.auth),
+                   (self.keys.auth_bucket("*"), limits.auth_global)]
+        buckets = [(key, b) for key, b in buckets if b.enabled]
+        if not buckets:
+            return
+        try:
+            reply = await self._take_tokens(
+                keys=[key for key, _ in buckets], args=[a for _, b in buckets for a in b.args()])
+        except REDIS_DOWN as exc:
+            raise Unavailable("Redis is unreachable") from exc
+        if reply[0] == 0:
+            raise RateLimited("auth", math.ceil(int(reply[2]) / 1e6))
+
+    async def profiles(self, user_ids: set[str]) -> dict[str, tuple[str, str]]:
+        """(name, region) of registered users; names and regions never change, so cached."""
+        missing = [u for u in user_ids if u not in self._profiles]
+        if missing:
+            rows = await self.pg.fetch(
+                "SELECT user_id, name, region FROM credentials WHERE user_id = ANY($1)", missing)
+            if len(self._profiles) > PROFILE_CACHE_SIZE:
+                self._profiles.clear()
+            for r in rows:
+                self._profiles[r["user_id"]] = (r["name"], r["region"])
+        return {u: self._profiles[u] for u in user_ids if u in self._profiles}
+
+    async def writer_stats(self) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(w.stats.remote() for w in self.writers)))

@@ -1,0 +1,1 @@
+"""HTTP handlers by resource: plain async functions of a ``Context`` and a ``Call``."""

@@ -1,0 +1,88 @@
+"""Score writes: the caller's own (player token) and a game server's batch (server token)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from leaderboard.actors.router import shard_for
+from leaderboard.actors.shard import WriteCommand, WriteMode
+from leaderboard.errors import BadRequest
+from leaderboard.models import BatchRequest, IdemKey, ScoreAdd, ScoreCreate, ScoreUpdate
+from leaderboard.serve.asgi import Call, Reply
+from leaderboard.serve.context import Context
+from leaderboard.serve.refusals import batch_item, entry
+
+_IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(IdemKey)
+
+
+def idempotency_key(call: Call) -> str | None:
+    """The request's ``Idempotency-Key`` header, checked like any other input."""
+    raw = call.headers.get("idempotency-key")
+    if raw is None:
+        return None
+    try:
+        return _IDEMPOTENCY_KEY.validate_python(raw)
+    except ValidationError:
+        raise BadRequest("header.Idempotency-Key: 1-128 of [A-Za-z0-9_.:-]") from None
+
+
+async def _write(ctx: Context, call: Call, mode: WriteMode, value: int, status: int) -> Reply:
+    """One write on the caller's shard: the entry, with the caller's rate-limit headers."""
+    cmd, result = await ctx.write(call.claims, mode, value, idempotency_key(call))
+    reply = Reply.json(entry(cmd, result), status)
+    if result.status == "replay":
+        reply.header("Idempotent-Replayed", "true")
+    if result.remaining >= 0:
+        reply.header("X-RateLimit-Limit", str(ctx.limits.user.capacity))
+        reply.header("X-RateLimit-Remaining", str(result.remaining))
+    return reply
+
+
+async def create(ctx: Context, call: Call) -> Reply:
+    """Create the caller's entry (an empty body means score 0); 409 if it exists."""
+    body: ScoreCreate = call.body or ScoreCreate()
+    if body.region is not None and ctx.region(body.region) != call.claims.region:
+        raise BadRequest(f"region must be the account's region {call.claims.region!r}")
+    return await _write(ctx, call, "create", body.initialScore, 201)
+
+
+async def update(ctx: Context, call: Call) -> Reply:
+    """Set the caller's score (creating the entry if needed)."""
+    body: ScoreUpdate = call.body
+    return await _write(ctx, call, "set", body.score, 200)
+
+
+async def add(ctx: Context, call: Call) -> Reply:
+    """Add ``delta`` to the caller's score (from 0 if no entry yet)."""
+    body: ScoreAdd = call.body
+    return await _write(ctx, call, "add", body.delta, 200)
+
+
+async def batch(ctx: Context, call: Call) -> Reply:
+    """Up to 1,000 writes from a trusted game server (token role ``server``), one call per
+    shard; one answer per item, in order. Per-user and per-region limits still apply."""
+    body: BatchRequest = call.body
+    profiles = await ctx.profiles({item.user_id for item in body.items})
+    answers: list[dict[str, Any] | None] = [None] * len(body.items)
+    by_shard: dict[str, list[tuple[int, WriteCommand]]] = {}
+    for i, item in enumerate(body.items):
+        profile = profiles.get(item.user_id)
+        if profile is None or profile[1] not in ctx.regions:
+            answers[i] = {"user_id": item.user_id, "status": "refused",
+                          "error": "unknown_user", "detail": "no such user"}
+            continue
+        mode: WriteMode = "set" if item.score is not None else "add"
+        value = item.score if item.score is not None else item.delta
+        cmd = WriteCommand(item.user_id, profile[0], profile[1], mode, int(value or 0),
+                           item.idempotency_key)
+        by_shard.setdefault(shard_for(ctx.topology, profile[1], item.user_id), []).append((i, cmd))
+    groups = list(by_shard.items())
+    outcomes = await asyncio.gather(
+        *(ctx.write_group(shard, [cmd for _, cmd in items]) for shard, items in groups))
+    for (_, items), results in zip(groups, outcomes, strict=True):
+        for (i, cmd), result in zip(items, results, strict=True):
+            answers[i] = batch_item(cmd, result)
+    return Reply.json({"results": answers})

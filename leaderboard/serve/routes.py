@@ -1,0 +1,69 @@
+"""The route table: every operation of the HTTP API, its inputs, guard, answers and handler.
+
+The lean ASGI router (``serve/asgi.py``) serves it and ``serve/openapi.py`` describes it.
+"""
+
+from __future__ import annotations
+
+from leaderboard.models import (
+    AroundQuery,
+    AroundResponse,
+    BatchRequest,
+    BatchResponse,
+    HealthResponse,
+    LoginRequest,
+    RankEntry,
+    RegionQuery,
+    RegisterRequest,
+    RegisterResponse,
+    ScoreAdd,
+    ScoreCreate,
+    ScoreUpdate,
+    TokenResponse,
+    TopQuery,
+    TopResponse,
+    UserPath,
+    WritersResponse,
+)
+from pydantic import BaseModel
+
+from leaderboard.serve.asgi import Handler, Route
+from leaderboard.serve.handlers import admin, auth, health, reads, scores
+from leaderboard.serve.openapi import doc_routes
+
+
+def player_write(path: str, handler: Handler, body: type[BaseModel], *,
+                 status: int = 200, optional: bool = False) -> Route:
+    """A write of the caller's own score: any valid token, Idempotency-Key, an entry back."""
+    return Route("POST", path, handler, status=status, body=body, body_optional=optional,
+                 response=RankEntry, token="any", idempotency=True,
+                 errors=(409, 429, 503) if status == 201 else (429, 503), tag="scores")
+
+
+API: list[Route] = [
+    Route("POST", "/auth/register", auth.register, status=201, body=RegisterRequest,
+          response=RegisterResponse, errors=(409, 429, 503), tag="auth"),
+    Route("POST", "/auth/login", auth.login, body=LoginRequest, response=TokenResponse,
+          errors=(401, 429, 503), tag="auth"),
+    player_write("/score/create", scores.create, ScoreCreate, status=201, optional=True),
+    player_write("/score/update", scores.update, ScoreUpdate),
+    player_write("/score/add", scores.add, ScoreAdd),
+    Route("POST", "/scores/batch", scores.batch, body=BatchRequest, response=BatchResponse,
+          token="server", errors=(503,), tag="scores"),
+    Route("GET", "/top", reads.top, query=TopQuery, response=TopResponse, errors=(503,),
+          tag="reads"),
+    Route("GET", "/rank/{user_id}", reads.rank, query=RegionQuery, path_model=UserPath,
+          response=RankEntry, errors=(404, 503), tag="reads"),
+    Route("GET", "/around/{user_id}", reads.around, query=AroundQuery, path_model=UserPath,
+          response=AroundResponse, errors=(404, 503), tag="reads"),
+    Route("POST", "/admin/writers/pause", admin.pause_writers, token="admin",
+          response=WritersResponse, errors=(503,), tag="admin"),
+    Route("POST", "/admin/writers/resume", admin.resume_writers, token="admin",
+          response=WritersResponse, errors=(503,), tag="admin"),
+    Route("GET", "/admin/writers", admin.writers, token="admin", response=WritersResponse,
+          errors=(503,), tag="admin"),
+    Route("GET", "/health", health.health, response=HealthResponse,
+          responses={503: HealthResponse}, tag="operations"),
+]
+
+ROUTES: list[Route] = [*API, *doc_routes(API)]
