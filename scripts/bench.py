@@ -583,7 +583,7 @@ async def board_size(settings: Settings, users: int, calls: int) -> None:
 
 def ratio_rows(big: int) -> list[tuple[str, str, str, bool | None]]:
     """(what, measured, target, met) for every target of issue 6 the run has figures for."""
-    R = RESULTS
+    R = RESULTS  # noqa: N806 - short: the expressions below read as formulas
     rows: list[tuple[str, str, str, bool | None]] = []
 
     def share(a: str, b: str, what: str, target: float) -> None:

@@ -18,8 +18,8 @@ os.environ.setdefault("WRITER_BATCH_WAIT_MS", "20")
 os.environ.setdefault("PORT", os.environ.get("TEST_HTTP_PORT", "18000"))
 os.environ.setdefault("RAY_NAMESPACE", "leaderboard-test")
 
-from leaderboard.serve.ray_env import apply_serve_env  # noqa: E402
-from leaderboard.settings import Settings  # noqa: E402
+from leaderboard.serve.ray_env import apply_serve_env
+from leaderboard.settings import Settings
 
 apply_serve_env(
     int(os.environ["PORT"]),

@@ -5,6 +5,8 @@ The lean ASGI router (``serve/asgi.py``) serves it and ``serve/openapi.py`` desc
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from leaderboard.models import (
     AroundQuery,
     AroundResponse,
@@ -25,8 +27,6 @@ from leaderboard.models import (
     UserPath,
     WritersResponse,
 )
-from pydantic import BaseModel
-
 from leaderboard.serve.asgi import Handler, Route
 from leaderboard.serve.handlers import admin, auth, health, reads, scores
 from leaderboard.serve.openapi import doc_routes

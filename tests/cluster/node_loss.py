@@ -8,6 +8,7 @@ Redis index and database, but its own board and Ray namespace, so it touches not
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -232,7 +233,7 @@ def moved_off(actor: dict[str, Any], node_id: str) -> bool:
 def end_of_longest_gap(acks: list[float], since: float) -> float:
     """When acknowledgements resumed after the longest pause from ``since`` on."""
     times = [since, *(t for t in acks if t > since)]
-    gaps = [(b - a, b) for a, b in zip(times, times[1:], strict=False)]
+    gaps = [(b - a, b) for a, b in itertools.pairwise(times)]
     return max(gaps)[1]
 
 

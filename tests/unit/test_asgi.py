@@ -95,7 +95,8 @@ async def raise_(_: Any, call: Call) -> Reply:
 
 async def echo(_: Any, call: Call) -> Reply:
     """Echo the validated inputs."""
-    dump = (lambda m: m.model_dump(by_alias=True) if isinstance(m, BaseModel) else m)
+    def dump(m):
+        return (m.model_dump(by_alias=True) if isinstance(m, BaseModel) else m)
     return Reply.json({"body": dump(call.body), "query": dump(call.query), "claims": call.claims})
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from leaderboard.errors import Conflict, LeaderboardError, Unauthorized
-from leaderboard.models import LoginRequest, RegisterRequest, RegisterResponse, TokenResponse, UserPublic
+from leaderboard.models import (
+    LoginRequest,
+    RegisterRequest,
+    RegisterResponse,
+    TokenResponse,
+    UserPublic,
+)
 from leaderboard.serve import auth
 from leaderboard.serve.asgi import Call, Reply
 from leaderboard.serve.context import Context
