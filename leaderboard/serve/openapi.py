@@ -7,13 +7,16 @@ give with our one error model (``ErrorBody``), so a generated client parses fail
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from fastapi.openapi.docs import get_swagger_ui_html
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from pydantic_core import to_json
+from swagger_ui_bundle import swagger_ui_path
 
+from leaderboard.errors import NotFound
 from leaderboard.models import ErrorBody, IdemKey
 from leaderboard.serve.asgi import Call, Reply, Route
 
@@ -112,8 +115,31 @@ def document(routes: list[Route], root_path: str = "") -> dict[str, Any]:
     return doc
 
 
+# Swagger UI's files, served by the service itself: /docs works with no internet access
+ASSETS = {"swagger-ui-bundle.js": b"text/javascript", "swagger-ui.css": b"text/css",
+          "favicon-32x32.png": b"image/png"}
+
+
+class AssetPath(BaseModel):
+    name: str = Field(max_length=64)
+
+
+async def asset(_: Any, call: Call) -> Reply:
+    """One of Swagger UI's files."""
+    kind = ASSETS.get(call.path.name)
+    if kind is None:
+        raise NotFound("Not Found")
+    reply = Reply(200, _asset_bytes(call.path.name), content_type=kind)
+    return reply.header("Cache-Control", "public, max-age=86400")
+
+
+@lru_cache(maxsize=len(ASSETS))
+def _asset_bytes(name: str) -> bytes:
+    return (Path(str(swagger_ui_path)) / name).read_bytes()
+
+
 def doc_routes(api: list[Route]) -> list[Route]:
-    """``GET /openapi.json`` and ``GET /docs`` for the operations in ``api``."""
+    """``GET /openapi.json``, ``GET /docs`` and its assets for the operations in ``api``."""
 
     @lru_cache(maxsize=8)
     def encoded(root_path: str) -> bytes:
@@ -125,8 +151,13 @@ def doc_routes(api: list[Route]) -> list[Route]:
 
     async def docs(_: Any, call: Call) -> Reply:
         """Swagger UI."""
-        page = get_swagger_ui_html(openapi_url=f"{call.root_path}/openapi.json",
-                                   title=f"{TITLE} - Swagger UI")
+        static = f"{call.root_path}/docs/static"
+        page = get_swagger_ui_html(
+            openapi_url=f"{call.root_path}/openapi.json", title=f"{TITLE} - Swagger UI",
+            swagger_js_url=f"{static}/swagger-ui-bundle.js",
+            swagger_css_url=f"{static}/swagger-ui.css",
+            swagger_favicon_url=f"{static}/favicon-32x32.png")
         return Reply(200, bytes(page.body), content_type=b"text/html; charset=utf-8")
 
-    return [Route("GET", "/openapi.json", openapi), Route("GET", "/docs", docs)]
+    return [Route("GET", "/openapi.json", openapi), Route("GET", "/docs", docs),
+            Route("GET", "/docs/static/{name}", asset, path_model=AssetPath)]
