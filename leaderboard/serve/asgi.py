@@ -59,7 +59,7 @@ class Call:
     path: Any  # the route's path model, or None
     query: Any  # the route's query model, or None
     body: Any  # the route's body model (or None when it may be left out)
-    headers: dict[str, str]
+    headers: dict[str, str]  # lower-case names; filled for routes that take a token or a key
     client: str
     claims: Any  # the verified token's claims when the route takes a token, else None
     root_path: str = ""  # where the application is mounted (Serve's route prefix)
@@ -175,11 +175,21 @@ class Router:
         return compiled, params
 
 
+def parse_query(raw: bytes) -> dict[str, str]:
+    """A query string's parameters (the last of repeated names wins, as in Starlette)."""
+    if not raw:
+        return {}
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    return dict(p.partition("=")[::2] for p in text.split("&") if p)
+
+
 def _validate(adapter: TypeAdapter[Any] | None, value: Any, where: str) -> Any:
     if adapter is None:
         return None
     try:
-        return adapter.validate_python(value)
+        return adapter.validator.validate_python(value)
     except ValidationError as exc:
         raise BadRequest(describe_validation(exc.errors(), where)) from None
 
@@ -190,7 +200,7 @@ def _validate_body(compiled: _Compiled, raw: bytes) -> Any:
     if not raw.strip() and compiled.route.body_optional:
         return None
     try:
-        return compiled.body.validate_json(raw)
+        return compiled.body.validator.validate_json(raw)
     except ValidationError as exc:
         raise BadRequest(describe_validation(exc.errors())) from None
 
@@ -248,10 +258,12 @@ class App:
             path = path[len(root):] or "/"
         compiled, params = self._router.match(scope["method"], path)
         route = compiled.route
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {}
+        if route.token or route.idempotency:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         claims = self._guard(self._context, route, headers)
         raw = await read_body(receive) if compiled.body is not None else b""
-        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        query = parse_query(scope["query_string"]) if compiled.query is not None else {}
         client = scope.get("client")
         call = Call(
             path=_validate(compiled.path, params, "path"),
