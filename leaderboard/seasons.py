@@ -266,5 +266,7 @@ def parse_reset(value: object) -> Cron | int | None:
             raise ValueError(f"a reset period is whole seconds from 1 to {MAX_PERIOD_S}")
         return value
     if isinstance(value, str):
+        if value.strip().isdigit():
+            raise ValueError("a reset period is a JSON number of seconds (3600), not a string")
         return Cron.parse(value)
     raise ValueError("reset must be null, a cron expression or whole seconds >= 1")
