@@ -9,9 +9,10 @@ new by the order; ``incr``: adds ``delta`` from 0), a ``reset`` schedule and a `
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictStr, field_validator
 
@@ -82,7 +83,17 @@ class BoardCreate(BaseModel):
     def board(self, now_us: int) -> Board:
         """The board this body defines; ``now_us`` (creation time) is the default start."""
         start = now_us if self.start is None else parse_rfc3339(self.start)
-        return Board(self.id, self.title or self.id, self.order, self.operator, self.reset, start)
+        return Board(self.id, self.title or self.id, self.order, self.operator, self.reset, start,
+                     generation_of(now_us))
+
+
+def generation_of(created_us: int) -> str:
+    """Base36 of the creation time in µs: in every Redis key of the board (docs/boards.md)."""
+    digits, n = "", created_us
+    while n:
+        n, d = divmod(n, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + digits
+    return digits or "0"
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,7 @@ class Board:
     operator: Operator = "set"
     reset: int | str | None = None  # as given: seconds, or the cron text / macro
     start_us: int = 0
+    generation: str = ""  # '' only for DEFAULT, whose keys are the legacy ones
     schedule: Schedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -115,6 +127,21 @@ class Board:
     def sort_key(self, score: int) -> int:
         """The ZSET score: ``score`` on desc boards, ``-score`` on asc ones (reads use ZREV*)."""
         return score if self.order == "desc" else -score
+
+    def row(self) -> dict[str, object]:
+        """The columns of the ``boards`` table (docs/boards-schema.sql) this board fills."""
+        return {"id": self.id, "title": self.title, "sort_order": self.order,
+                "operator": self.operator,
+                "reset_seconds": self.reset if isinstance(self.reset, int) else None,
+                "reset_cron": self.reset if isinstance(self.reset, str) else None,
+                "start_at": from_us(self.start_us), "generation": self.generation}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Board:
+        """A board from its ``boards`` row (an asyncpg Record or a dict)."""
+        reset = row["reset_seconds"] if row["reset_seconds"] is not None else row["reset_cron"]
+        return cls(row["id"], row["title"], row["sort_order"], row["operator"], reset,
+                   to_us(row["start_at"]), row["generation"])
 
     def as_dict(self) -> dict[str, object]:
         """The board as the API shows it."""
@@ -157,4 +184,4 @@ def apply_operator(board: Board, old: int | None, kind: Kind, value: int) -> App
     return Applied(value, True, old is None or value != old)
 
 
-DEFAULT = Board("default", "default", "desc", "set", None, 0)
+DEFAULT = Board("default", "default", "desc", "set", None, 0, "")

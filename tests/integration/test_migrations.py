@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from leaderboard.boards import DEFAULT, Board, BoardCreate
 from leaderboard.pipeline.db import (
     Migration,
     MigrationError,
@@ -149,5 +151,33 @@ async def test_a_database_ahead_of_the_code_is_left_alone(fresh: Settings) -> No
                            "VALUES (999, 'future', 'x')")
         assert await migrate(conn) == []
         assert await schema_version(conn) == 999
+    finally:
+        await conn.close()
+
+
+async def test_the_boards_draft_applies_on_a_version_1_database_with_rows(fresh: Settings) -> None:
+    """docs/boards-schema.sql (the future 0002) keeps existing rows as board default, season 1."""
+    draft = Path(__file__).parents[2].joinpath("docs", "boards-schema.sql").read_text()
+    await ensure_database(fresh)
+    conn = await asyncpg.connect(fresh.dsn())
+    try:
+        await conn.execute("INSERT INTO leaderboard (user_id, name, region, score, version, reached)"
+                           " VALUES ('alice', 'Alice', 'EU', 42, 7, 7)")
+        assert await migrate(conn, [*migrations(), Migration(len(migrations()) + 1, "boards",
+                                                             draft)]) == [len(migrations()) + 1]
+        row = await conn.fetchrow("SELECT board, season, user_id, score FROM leaderboard")
+        assert row is not None and tuple(row) == ("default", 1, "alice", 42)
+        stored = await conn.fetchrow("SELECT * FROM boards WHERE id = 'default'")
+        assert stored is not None and Board.from_row(stored) == DEFAULT
+        b = BoardCreate(id="speed", order="asc", operator="best", reset="@daily").board(10**15)
+        cols = b.row()
+        await conn.execute(
+            f"INSERT INTO boards ({', '.join(cols)}) VALUES "
+            f"({', '.join(f'${i}' for i in range(1, len(cols) + 1))})", *cols.values())
+        back = await conn.fetchrow("SELECT * FROM boards WHERE id = 'speed'")
+        assert back is not None and Board.from_row(back) == b and back["rev"] > stored["rev"]
+        with pytest.raises(asyncpg.CheckViolationError):  # the id rule holds in Postgres too
+            await conn.execute("INSERT INTO boards (id, title, start_at, generation) "
+                               "VALUES ('Bad', 'x', now(), 'g')")
     finally:
         await conn.close()

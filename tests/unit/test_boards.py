@@ -17,6 +17,7 @@ from leaderboard.boards import (
     BoardCreate,
     apply_operator,
     format_rfc3339,
+    generation_of,
     parse_rfc3339,
 )
 from leaderboard.seasons import Cron, to_us
@@ -207,3 +208,29 @@ def test_best_is_the_extreme_of_the_submissions(scores: list[int]) -> None:
         for s in scores:
             cur = apply_operator(board, cur, "score", s).score
         assert cur == pick(scores)
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+def test_generation_is_base36_of_the_creation_time() -> None:
+    assert [generation_of(n) for n in (0, 35, 36)] == ["0", "z", "10"]
+    assert int(generation_of(NOW), 36) == NOW
+    assert create(id="a").board(NOW).generation == generation_of(NOW)
+
+
+@pytest.mark.parametrize("reset", [None, 60, "@daily", "*/5 * * * 1-5"])
+def test_rows_round_trip(reset: object) -> None:
+    b = create(id="lvl", order="asc", operator="best", reset=reset,
+               start="2026-12-01T00:00:00.5Z").board(NOW)
+    row = b.row()
+    assert (row["reset_seconds"], row["reset_cron"]) == (
+        (reset, None) if isinstance(reset, int) else (None, reset))
+    back = Board.from_row(row)
+    assert back == b and back.schedule.bounds(1) == b.schedule.bounds(1)
+
+
+def test_default_row_is_the_migrations_default() -> None:
+    assert DEFAULT.row() == {
+        "id": "default", "title": "default", "sort_order": "desc", "operator": "set",
+        "reset_seconds": None, "reset_cron": None,
+        "start_at": datetime(1970, 1, 1, tzinfo=UTC), "generation": ""}
