@@ -19,7 +19,6 @@ import bisect
 import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 
 US = 1_000_000
 DAY_US = 86_400 * US
@@ -150,7 +149,6 @@ class Cron:
         return sorted((h * 60 + m) * MINUTE_US for h in self.hours for m in self.minutes)
 
 
-@lru_cache(maxsize=4096)
 def _month_prefix(cron: Cron, year: int, month: int) -> tuple[int, ...]:
     """p[d] = matching days among days 1..d of the month (p[0] = 0)."""
     p = [0]
@@ -167,13 +165,21 @@ class _DayCounter:
     origin: tuple[int, int]  # (year, month) of the first counted month
     # _cum[i] = matching days in the months before origin + i; grows as later months are asked
     _cum: list[int] = field(default_factory=lambda: [0])
+    _prefixes: dict[tuple[int, int], tuple[int, ...]] = field(default_factory=dict)
+
+    def prefix(self, y: int, m: int) -> tuple[int, ...]:
+        """The month's prefix counts (``_month_prefix``), cached per schedule."""
+        p = self._prefixes.get((y, m))
+        if p is None:
+            p = self._prefixes[(y, m)] = _month_prefix(self.cron, y, m)
+        return p
 
     def _month(self, i: int) -> tuple[int, int]:
         y, m = divmod(self.origin[0] * 12 + self.origin[1] - 1 + i, 12)
         return y, m + 1
 
     def _days_in(self, i: int) -> int:
-        return _month_prefix(self.cron, *self._month(i))[-1]
+        return self.prefix(*self._month(i))[-1]
 
     def _extend_to(self, i: int) -> None:
         while len(self._cum) <= i + 1:
@@ -183,7 +189,7 @@ class _DayCounter:
         """Matching days from the origin up to (not including) day ``d`` of month ``m``."""
         i = y * 12 + m - 1 - (self.origin[0] * 12 + self.origin[1] - 1)
         self._extend_to(i)
-        return self._cum[i] + _month_prefix(self.cron, y, m)[d - 1]
+        return self._cum[i] + self.prefix(y, m)[d - 1]
 
     def nth_day(self, n: int) -> tuple[int, int, int]:
         """The n-th (0-based) matching day from the origin."""
@@ -194,7 +200,7 @@ class _DayCounter:
         i = bisect.bisect_right(self._cum, n) - 1
         y, m = self._month(i)
         # the day whose prefix count first exceeds what is left in this month
-        return y, m, bisect.bisect_right(_month_prefix(self.cron, y, m), n - self._cum[i])
+        return y, m, bisect.bisect_right(self.prefix(y, m), n - self._cum[i])
 
 
 class Schedule:
@@ -242,11 +248,11 @@ class Schedule:
         """Cron ticks in [midnight of start's month's first day, t] (inclusive)."""
         assert self._counter is not None
         day = from_us(t_us)
-        midnight = t_us - (t_us % DAY_US)
         days = self._counter.before(day.year, day.month, day.day)
+        month = self._counter.prefix(day.year, day.month)
         today = 0
-        if self._counter.cron.day_matches(day.year, day.month, day.day):
-            today = bisect.bisect_right(self._ticks, t_us - midnight)
+        if month[day.day] > month[day.day - 1]:  # the day itself matches
+            today = bisect.bisect_right(self._ticks, t_us % DAY_US)
         return days * len(self._ticks) + today
 
     def _tick(self, n: int) -> int:
