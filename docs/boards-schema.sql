@@ -18,6 +18,7 @@ CREATE TABLE boards (
   generation TEXT NOT NULL,
   created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
   deleted_at TIMESTAMPTZ,  -- tombstone while the purge runs; the row goes when it is done
+  purge_after BIGINT,  -- max over instances of the clock after the registry HDEL (µs)
   archived_through BIGINT NOT NULL DEFAULT 0,  -- every season <= this is archived (or was empty)
   rev BIGINT NOT NULL,  -- from boards_rev: caches reload WHERE rev > their last
   CHECK (reset_seconds IS NULL OR reset_cron IS NULL)
