@@ -116,7 +116,8 @@ class Cron:
         if len(parts) != 5:
             raise ValueError(f"a cron expression has 5 fields (minute hour day-of-month month "
                              f"day-of-week), {text!r} has {len(parts)}")
-        sets = [_field(p, lo, hi, names, name) for p, (name, lo, hi, names) in zip(parts, FIELDS)]
+        sets = [_field(p, lo, hi, names, name) for p, (name, lo, hi, names)
+                in zip(parts, FIELDS, strict=True)]
         cron = cls(text.strip(), tuple(sorted(sets[0])), tuple(sorted(sets[1])), sets[2], sets[3],
                    frozenset(d % 7 for d in sets[4]), parts[2].startswith("*"),
                    parts[4].startswith("*"))
