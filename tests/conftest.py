@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 os.environ.setdefault("JWT_SECRET", "test-secret-not-for-production-0123456789abcdef")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -20,6 +22,11 @@ os.environ.setdefault("RAY_NAMESPACE", "leaderboard-test")
 
 from leaderboard.serve.ray_env import apply_serve_env
 from leaderboard.settings import Settings
+
+# a slow or busy machine is not a failing property: no per-example deadline, no "too slow"
+hypothesis_settings.register_profile(
+    "suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("suite")
 
 apply_serve_env(
     int(os.environ["PORT"]),

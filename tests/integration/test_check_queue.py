@@ -25,7 +25,7 @@ async def test_reports_backlog_pending_and_events(settings: Settings, redis: aio
     await shard.write(WriteCommand("q2", "Q", "EU", "set", 6))
     await stream.read(redis, "w-x", [keys.stream("EU")], ">", 1, None)  # one delivered, unacked
     out = subprocess.run([sys.executable, str(SCRIPT)], env={**os.environ}, capture_output=True,
-                         text=True, timeout=30, check=True).stdout
+                         text=True, timeout=120, check=True).stdout
     eu = next(line for line in out.splitlines() if line.startswith("EU:"))
     assert "backlog=2" in eu and "pending=1" in eu and "lag=1" in eu
     assert "'user_id': 'q1'" in out and "'user_id': 'q2'" in out
