@@ -3,7 +3,8 @@
 Layout for board B (only ``default`` today; seasons/boards fit as more B):
   lb:B:board:REGION   ZSET, member = 16-digit (MAX - reached) + user_id, score = score
   lb:B:user:USER      HASH name region score version reached member updated_at
-  lb:B:stream:SHARD   STREAM of write events, consumed by the writer pool
+  lb:B:stream:SHARD   STREAM of write events (one field e = 'score version reached ts region
+                      user_id name'), consumed by the writer pool
   lb:B:dead:SHARD     STREAM of events the writers could not store
   lb:B:clock          last version handed out (strictly increasing per instance)
   lb:B:bucket:user:U / bucket:region:R / bucket:auth:ADDR   token buckets {t, ts}
@@ -192,8 +193,9 @@ if KEYS[3] ~= KEYS[2] then redis.call('ZADD', KEYS[3], s, member) end
 local ts = string.format('%d', math.floor(version / 1000))
 redis.call('HSET', KEYS[1], 'name', ARGV[2], 'region', ARGV[3], 'score', s, 'version', vs,
   'reached', reached, 'member', member, 'updated_at', ts)
-redis.call('XADD', KEYS[4], '*', 'user_id', ARGV[1], 'name', ARGV[2], 'region', ARGV[3],
-  'score', s, 'version', vs, 'reached', reached, 'ts', ts)
+-- the event: one field, 'score version reached ts region user_id name' (pipeline/events.py)
+redis.call('XADD', KEYS[4], '*', 'e',
+  s .. ' ' .. vs .. ' ' .. reached .. ' ' .. ts .. ' ' .. ARGV[3] .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
 local left = -1
 if ucap > 0 then left = math.floor(utok - 1) end
 local rank = redis.call('ZREVRANK', KEYS[2], member)
@@ -328,8 +330,8 @@ for i = 3, #ARGV, 8 do
   if tonumber(version) > maxv then maxv = tonumber(version) end
   if apply(prefix, KEYS[1], ARGV[i + 7], uid, name, region, score, version, reached, ts) then
     if ARGV[2] == '1' then
-      redis.call('XADD', KEYS[3], '*', 'user_id', uid, 'name', name, 'region', region,
-        'score', score, 'version', version, 'reached', reached, 'ts', ts)
+      redis.call('XADD', KEYS[3], '*', 'e', score .. ' ' .. version .. ' ' .. reached .. ' ' ..
+        ts .. ' ' .. region .. ' ' .. uid .. ' ' .. name)
     end
     applied = applied + 1
   end

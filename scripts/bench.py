@@ -135,6 +135,8 @@ class Result:
     p50_ms: float = NAN
     p99_ms: float = NAN
     errors: int = 0
+    max_ms: float = NAN  # the slowest request of the run
+    slowest: int = -1  # HTTP runs: fewest responses in one whole second (-1: not measured)
 
 
 RESULTS: dict[str, Result] = {}
@@ -144,13 +146,71 @@ def record(r: Result) -> Result:
     RESULTS[r.key] = r
     lat = "" if math.isnan(r.p50_ms) else f"  p50 {r.p50_ms:.1f} ms  p99 {r.p99_ms:.1f} ms"
     err = f"  errors {r.errors}" if r.errors else ""
-    print(f"  {r.name}: {r.value:,.0f} {r.unit}{lat}{err}", flush=True)
+    worst = "" if math.isnan(r.max_ms) else f"  max {r.max_ms:.0f} ms"
+    worst += f"  slowest second {r.slowest:,} req" if r.slowest >= 0 else ""
+    print(f"  {r.name}: {r.value:,.0f} {r.unit}{lat}{worst}{err}", flush=True)
     return r
 
 
 # --- HTTP with wrk --------------------------------------------------------------------------
 
-def parse_wrk(out: str) -> tuple[float, float, float, int]:
+# Appended to every wrk script: responses counted per second of the run (monotonic clock through
+# LuaJIT's ffi), printed with the maximum latency when the run is done, so a stall shows up as a
+# second with few or no responses rather than hiding in the mean.
+WRK_TIMING = """
+local lb_ffi = require("ffi")
+lb_ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } lb_timespec;
+int clock_gettime(int clk, lb_timespec *tp);
+]]
+local lb_ts = lb_ffi.new("lb_timespec")
+local function lb_now_ms()
+  lb_ffi.C.clock_gettime(1, lb_ts)
+  return tonumber(lb_ts.tv_sec) * 1000 + tonumber(lb_ts.tv_nsec) / 1e6
+end
+lb_start = nil
+lb_buckets = {}
+local lb_threads = {}
+function setup(thread) table.insert(lb_threads, thread) end
+function init(args) lb_start = lb_now_ms() end
+function response(status, headers, body)
+  local b = math.floor((lb_now_ms() - lb_start) / 1000) + 1
+  lb_buckets[b] = (lb_buckets[b] or 0) + 1
+end
+function done(summary, latency, requests)
+  for _, t in ipairs(lb_threads) do
+    local b, n, out = t:get("lb_buckets"), 0, {}
+    for k, _ in pairs(b) do if k > n then n = k end end
+    for i = 1, n do out[#out + 1] = tostring(b[i] or 0) end
+    io.write("lb-seconds: ", table.concat(out, " "), "\\n")
+  end
+  io.write(string.format("lb-max-ms: %.3f\\n", latency.max / 1000))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One wrk run: rate, latencies, errors, and its slowest whole second."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    max_ms: float = NAN
+    slowest: int = -1  # fewest responses in one whole second of the run (-1: not measured)
+    seconds: tuple[int, ...] = ()  # responses per second of the run, in order
+
+
+def parse_seconds(out: str, duration: int) -> tuple[tuple[int, ...], int]:
+    """The per-second counts the timing hook printed, and the minimum over whole seconds."""
+    m = re.search(r"^lb-seconds: ?([\d ]*)$", out, re.M)
+    counts = tuple(int(x) for x in m.group(1).split()) if m else ()
+    whole = (counts + (0,) * duration)[:duration]  # a second without any response counts 0
+    return counts, min(whole) if m and whole else -1
+
+
+def parse_wrk(out: str, duration: int = 1) -> Run:
     def ms(label: str) -> float:
         m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         if not m:
@@ -164,32 +224,47 @@ def parse_wrk(out: str) -> tuple[float, float, float, int]:
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (
         sum(int(g) for g in sock.groups()) if sock else 0)
-    return float(rps.group(1)), ms("50%"), ms("99%"), errors
+    top = re.search(r"^lb-max-ms: ([\d.]+)$", out, re.M)
+    seconds, slowest = parse_seconds(out, duration)
+    return Run(float(rps.group(1)), ms("50%"), ms("99%"), errors,
+               float(top.group(1)) if top else NAN, slowest, seconds)
 
 
-def wrk(url: str, script: str | None, duration: int, conns: int) -> tuple[float, float, float, int]:
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url]
+def wrk(url: str, script: str | None, duration: int, conns: int) -> Run:
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", "", url]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        if script:
-            f.write(script)
-            cmd[1:1] = ["-s", f.name]
+        f.write((script or "") + WRK_TIMING)
+        cmd[6] = f.name
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(f.name)
-    return parse_wrk(out)
+    return parse_wrk(out, duration)
+
+
+def warm_up(url: str, script: str | None, conns: int) -> None:
+    """One short run first, so a measured run starts with its connections and paths warm."""
+    wrk(url, script, 1, conns)
 
 
 def http(key: str, name: str, url: str, script: str | None, d: int, c: int) -> Result:
-    rps, p50, p99, errors = wrk(url, script, d, c)
-    return record(Result(key, name, rps, "req/s", p50, p99, errors))
+    warm_up(url, script, c)
+    return record(result_of(key, name, wrk(url, script, d, c)))
 
 
-def median_of(key: str, name: str, runs: list[tuple[float, float, float, int]]) -> Result:
-    ranked = sorted(runs)
-    rps, p50, p99, _ = ranked[len(ranked) // 2]
+def result_of(key: str, name: str, run: Run, errors: int | None = None) -> Result:
+    return Result(key, name, run.rps, "req/s", run.p50_ms, run.p99_ms,
+                  run.errors if errors is None else errors, run.max_ms, run.slowest)
+
+
+def median_of(key: str, name: str, runs: list[Run]) -> Result:
+    ranked = sorted(runs, key=lambda r: r.rps)
     suffix = f" (median of {len(runs)})" if len(runs) > 1 else ""
-    return record(Result(key, name + suffix, rps, "req/s", p50, p99, sum(r[3] for r in runs)))
+    worst = min(runs, key=lambda r: r.slowest)  # a stall in any run is reported, not hidden
+    median = ranked[len(ranked) // 2]
+    run = Run(median.rps, median.p50_ms, median.p99_ms, 0, max(r.max_ms for r in runs),
+              worst.slowest)
+    return record(result_of(key, name + suffix, run, sum(r.errors for r in runs)))
 
 
 # --- seeding --------------------------------------------------------------------------------
@@ -627,8 +702,8 @@ def markdown(args: argparse.Namespace, seconds: float) -> str:
         f"`{' '.join(['scripts/bench', *sys.argv[1:]])}` (wrk -t1 -c{args.connections} "
         f"-d{args.duration}s, {args.users:,} users).",
         "",
-        "| # | measurement | value | p50 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|",
+        "| # | measurement | value | p50 ms | p99 ms | max ms | slowest second | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     item = {"ceiling": 1, "update": 2, "update_limits": 2, "top": 3, "rank": 3, "around": 3,
             "batch": 4, "script_single": 5, "script_pipelined": 5, "script_pipelined_limits": 5,
@@ -639,7 +714,10 @@ def markdown(args: argparse.Namespace, seconds: float) -> str:
         p50 = "-" if math.isnan(r.p50_ms) else f"{r.p50_ms:.1f}"
         p99 = "-" if math.isnan(r.p99_ms) else f"{r.p99_ms:.1f}"
         value = "-" if r.unit in ("calls", "probes") else f"{r.value:,.0f} {r.unit}"
-        lines.append(f"| {n} | {r.name} | {value} | {p50} | {p99} | {r.errors} |")
+        top = "-" if math.isnan(r.max_ms) else f"{r.max_ms:.1f}"
+        slowest = "-" if r.slowest < 0 else f"{r.slowest:,} req"
+        lines.append(f"| {n} | {r.name} | {value} | {p50} | {p99} | {top} | {slowest} "
+                     f"| {r.errors} |")
     lines += ["", "| target | measured | target | met |", "|---|---:|---:|---|"]
     for what, got, target, met in ratio_rows(args.scale_users):
         verdict = "-" if met is None else "yes" if met else "**no**"
@@ -660,7 +738,112 @@ def write_report(path: Path, table: str) -> None:
     path.write_text(text)
 
 
-def main() -> None:
+HIGH_LIMITS = {"rate_limits_enabled": True, "user_rate_limit_count": 10**9,
+               "region_rate_limit_per_sec": 10**9, "queue_reject_length": 10**9}
+ITEMS = ("1", "2", "3", "4", "5", "6", "7", "8", "scale")
+
+
+def script_items(settings: Settings, quick: bool) -> None:
+    """Item 5: the write script straight on Redis."""
+    print("5. the write script straight on Redis", flush=True)
+    n = 5_000 if quick else 50_000
+    asyncio.run(direct_script(settings, n // 5, 50, 1))  # warm-up
+    record(Result("script_single", "write script on Redis, one call at a time (50 clients)",
+                  asyncio.run(direct_script(settings, n, 50, 1)), "writes/s"))
+    record(Result("script_pipelined", "write script on Redis, pipelined 100 per round trip "
+                  "(4 clients)", asyncio.run(direct_script(settings, n * 2, 4, 100)), "writes/s"))
+    high = settings.model_copy(update=HIGH_LIMITS)
+    record(Result("script_pipelined_limits", "the same with every limit on (set high enough to "
+                  "admit all)", asyncio.run(direct_script(high, n * 2, 4, 100)), "writes/s"))
+    if shutil.which("redis-benchmark"):
+        record(Result("script_redis", "write script driven by redis-benchmark (C client, 4 "
+                      "connections, pipelined 100)", script_on_redis(settings, n * 4), "writes/s"))
+
+
+def write_runs(settings: Settings, base: str, tokens: list[str], args: argparse.Namespace,
+               only: set[str]) -> None:
+    """Items 2 and 7: single writes with limits off and on, alternated; the lag probe."""
+    d, c = args.duration, args.connections
+    token_list = ",".join(f'"{t}"' for t in tokens)
+    plain, limited = WRK_WRITE % (token_list, ""), WRK_WRITE % (token_list, "/limited")
+    warm_up(base, plain, c)
+    warm_up(base, limited, c)
+    off, on = [], []
+    for i in range(args.rounds):
+        if i == 0 and "7" in only:
+            with LagProbe(settings) as probe:
+                off.append(wrk(base, plain, d, c))
+            probe.result()
+        else:
+            off.append(wrk(base, plain, d, c))
+        on.append(wrk(base, limited, d, c))
+    median_of("update", "POST /score/update, limits off", off)
+    median_of("update_limits", "POST /score/update, limits on (high)", on)
+
+
+def read_runs(settings: Settings, base: str, users: int, d: int, c: int) -> None:
+    """Item 3: top-100, rank and around-me reads."""
+    http("top", "GET /top?limit=100", f"{base}/top?limit=100", None, d, c)
+    http("rank", "GET /rank/{id}", base, WRK_PATHS % (users, "/rank/bench-%06d"), d, c)
+    http("around", "GET /around/{id}?range=10", base,
+         WRK_PATHS % (users, "/around/bench-%06d?range=10"), d, c)
+
+
+def serve_items(settings: Settings, args: argparse.Namespace, only: set[str]) -> None:
+    """Items 1-4, 6, 7 and scale-out: everything that needs Ray and Serve."""
+    d, c = args.duration, args.connections
+    tokens = asyncio.run(seed(settings, args.users))
+    ray.init(address="local", num_cpus=8, include_dashboard=False, namespace=settings.ray_namespace,
+             log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": PORT})
+        base = f"http://127.0.0.1:{PORT}"
+        if "1" in only:
+            serve.run(Trivial.bind(), name="trivial", route_prefix="/trivial",
+                      logging_config=QUIET_LOGS)
+        serve.run(build_app(settings), name="leaderboard", route_prefix="/",
+                  logging_config=QUIET_LOGS)
+        # the same graph with every limit on, set high enough that every write is admitted:
+        # the difference to the plain write is the cost of admission itself
+        limited = settings.model_copy(update={"board": "benchlimits", **HIGH_LIMITS})
+        if only & {"2", "7"}:
+            serve.run(build_app(limited), name="limited", route_prefix="/limited",
+                      logging_config=QUIET_LOGS)
+            wait_ready(f"{base}/limited")
+        wait_ready(base)
+        print("1-4, 7. HTTP", flush=True)
+        if "1" in only:
+            http("ceiling", "trivial deployment (the ceiling)", f"{base}/trivial/", None, d, c)
+            serve.delete("trivial")  # each measurement with only the apps it needs deployed
+        if only & {"2", "7"}:
+            write_runs(settings, base, tokens, args, only)
+            drop_app("limited", limited)
+        if "4" in only:
+            server = issue_token(settings, "bench-server", "Server", "GLOBAL", role="server")
+            batch = http("batch", "POST /scores/batch, 1,000 items per request (4 connections)",
+                         f"{base}/scores/batch", WRK_BATCH % (server, args.users), d, 4)
+            batch.value, batch.unit = batch.value * 1000, "score updates/s"
+        if "3" in only:
+            read_runs(settings, base, args.users, d, c)
+        if "scale" in only:
+            print("issue 5: reads with 1 vs 2 ranking replicas and 1 vs 2 Redis instances",
+                  flush=True)
+            scale_out(settings, args.users, d, c)
+        if "6" in only:
+            print("6. writer pool vs bare upsert", flush=True)
+            from leaderboard.pipeline.pool import writer_actor_name
+
+            writers = [ray.get_actor(writer_actor_name(settings, i),
+                                     namespace=settings.ray_namespace)
+                       for i in range(settings.writer_pool_size)]
+            drain_writer_pool(settings, writers, args.drain_events,
+                              max(1, args.drain_events // 5))
+    finally:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        ray.shutdown()
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -672,95 +855,37 @@ def main() -> None:
     parser.add_argument("--scale-users", type=int, default=1_000_000,
                         help="the large board of item 8 (compared with 10,000 users)")
     parser.add_argument("--out", type=Path, help="Markdown file to write the table into")
+    parser.add_argument("--only", default=",".join(ITEMS),
+                        help="comma-separated items to run (1-8, scale), e.g. --only 6")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke check: 1 s per endpoint, 100 users, small backlog and board")
+                        help="a smoke check: 3 s per endpoint, 100 users, small backlog and board")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.users, args.rounds = 1, 100, 1
+        args.duration, args.users, args.rounds = 3, 100, 1
         args.drain_events, args.scale_users = 5_000, 20_000
+    unknown = set(args.only.split(",")) - set(ITEMS)
+    if unknown:
+        parser.error(f"--only: unknown items {sorted(unknown)}; choose from {', '.join(ITEMS)}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    only = set(args.only.split(","))
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is not installed (scripts/bench installs it; Debian: apt-get install wrk)")
     started = time.perf_counter()
     settings = Settings()  # type: ignore[call-arg]
     asyncio.run(ensure_database(settings))
-    d, c = args.duration, args.connections
-    high = {"rate_limits_enabled": True, "user_rate_limit_count": 10**9,
-            "region_rate_limit_per_sec": 10**9, "queue_reject_length": 10**9}
-
-    print("5. the write script straight on Redis", flush=True)
-    n = 5_000 if args.quick else 50_000
-    asyncio.run(direct_script(settings, n // 5, 50, 1))  # warm-up
-    record(Result("script_single", "write script on Redis, one call at a time (50 clients)",
-                  asyncio.run(direct_script(settings, n, 50, 1)), "writes/s"))
-    record(Result("script_pipelined", "write script on Redis, pipelined 100 per round trip "
-                  "(4 clients)", asyncio.run(direct_script(settings, n * 2, 4, 100)), "writes/s"))
-    record(Result("script_pipelined_limits", "the same with every limit on (set high enough to "
-                  "admit all)", asyncio.run(direct_script(settings.model_copy(update=high),
-                                                         n * 2, 4, 100)), "writes/s"))
-    if shutil.which("redis-benchmark"):
-        record(Result("script_redis", "write script driven by redis-benchmark (C client, 4 "
-                      "connections, pipelined 100)", script_on_redis(settings, n * 4), "writes/s"))
-
-    tokens = asyncio.run(seed(settings, args.users))
-    ray.init(address="local", num_cpus=8, include_dashboard=False, namespace=settings.ray_namespace,
-             log_to_driver=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-        serve.run(Trivial.bind(), name="trivial", route_prefix="/trivial",
-                  logging_config=QUIET_LOGS)
-        serve.run(build_app(settings), name="leaderboard", route_prefix="/",
-                  logging_config=QUIET_LOGS)
-        # the same graph with every limit on, set high enough that every write is admitted:
-        # the difference to the plain write is the cost of admission itself
-        limited = settings.model_copy(update={"board": "benchlimits", **high})
-        serve.run(build_app(limited), name="limited", route_prefix="/limited",
-                  logging_config=QUIET_LOGS)
-        base = f"http://127.0.0.1:{PORT}"
-        wait_ready(base)
-        wait_ready(f"{base}/limited")
-        token_list = ",".join(f'"{t}"' for t in tokens)
-        wrk(f"{base}/top", None, 2, c)  # warm-up
-        print("1-4, 7. HTTP", flush=True)
-        http("ceiling", "trivial deployment (the ceiling)", f"{base}/trivial/", None, d, c)
-        serve.delete("trivial")  # each measurement with only the apps it needs deployed
-        off, on = [], []
-        for i in range(args.rounds):
-            if i == 0:
-                with LagProbe(settings) as probe:
-                    off.append(wrk(base, WRK_WRITE % (token_list, ""), d, c))
-                probe.result()
-            else:
-                off.append(wrk(base, WRK_WRITE % (token_list, ""), d, c))
-            on.append(wrk(base, WRK_WRITE % (token_list, "/limited"), d, c))
-        median_of("update", "POST /score/update, limits off", off)
-        median_of("update_limits", "POST /score/update, limits on (high)", on)
-        drop_app("limited", limited)
-        server = issue_token(settings, "bench-server", "Server", "GLOBAL", role="server")
-        batch = http("batch", "POST /scores/batch, 1,000 items per request (4 connections)",
-                     f"{base}/scores/batch", WRK_BATCH % (server, args.users), d, 4)
-        batch.value, batch.unit = batch.value * 1000, "score updates/s"
-        http("top", "GET /top?limit=100", f"{base}/top?limit=100", None, d, c)
-        http("rank", "GET /rank/{id}", base, WRK_PATHS % (args.users, "/rank/bench-%06d"), d, c)
-        http("around", "GET /around/{id}?range=10", base,
-             WRK_PATHS % (args.users, "/around/bench-%06d?range=10"), d, c)
-
-        print("issue 5: reads with 1 vs 2 ranking replicas and 1 vs 2 Redis instances", flush=True)
-        scale_out(settings, args.users, d, c)
-
-        print("6. writer pool vs bare upsert", flush=True)
-        from leaderboard.pipeline.pool import writer_actor_name
-
-        writers = [ray.get_actor(writer_actor_name(settings, i), namespace=settings.ray_namespace)
-                   for i in range(settings.writer_pool_size)]
-        drain_writer_pool(settings, writers, args.drain_events, max(1, args.drain_events // 5))
-    finally:
-        serve.shutdown()  # type: ignore[no-untyped-call]
-        ray.shutdown()
-
-    print("8. memory and read latency vs board size", flush=True)
-    calls = 200 if args.quick else 500
-    for users in (10_000, args.scale_users):
-        asyncio.run(board_size(settings, users, calls))
+    if "5" in only:
+        script_items(settings, args.quick)
+    if only & {"1", "2", "3", "4", "6", "7", "scale"}:
+        serve_items(settings, args, only)
+    if "8" in only:
+        print("8. memory and read latency vs board size", flush=True)
+        calls = 200 if args.quick else 500
+        for users in (10_000, args.scale_users):
+            asyncio.run(board_size(settings, users, calls))
 
     table = markdown(args, time.perf_counter() - started)
     print("\n" + table)

@@ -18,6 +18,7 @@ from redis.exceptions import ResponseError
 
 from leaderboard.fold import FoldLag, oldest_event_ages
 from leaderboard.keys import WRITERS_GROUP, Keys
+from leaderboard.pipeline.events import named
 from leaderboard.pipeline.stream import shards_to_drain
 from leaderboard.redis_client import connect
 from leaderboard.settings import StoreSettings
@@ -76,7 +77,7 @@ async def report_instance(redis: aioredis.Redis, keys: Keys, shards: list[str], 
         print(f"{shard}: stream {name}  backlog={backlog}  pending={pending}  lag={lag}  "
               f"consumers={consumers}  dead_letters={dead}")
         for entry_id, fields in await redis.xrange(name, count=count):
-            print(f"  {entry_id} {fields}")
+            print(f"  {entry_id} {named(fields)}")
 
 
 def main() -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
@@ -13,8 +12,7 @@ from leaderboard.keys import WRITERS_GROUP, Keys
 from leaderboard.redis_client import run_script_many
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One stream entry handed to a writer; ``fields`` is None when it was deleted."""
 
     stream: str
@@ -53,11 +51,8 @@ def id_key(entry_id: str) -> tuple[int, int]:
 
 def flatten(reply: Any) -> list[Delivery]:
     """XREADGROUP's reply as a flat list of deliveries."""
-    out: list[Delivery] = []
-    for stream, entries in reply or []:
-        for entry_id, fields in entries:
-            out.append(Delivery(stream, entry_id, fields or None))
-    return out
+    return [Delivery(stream, entry_id, fields or None)
+            for stream, entries in reply or [] for entry_id, fields in entries]
 
 
 async def read(

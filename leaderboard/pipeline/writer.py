@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
-from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import ResponseError
 
 from leaderboard.fold import GlobalFold
 from leaderboard.keys import ACK_DELETE, WRITERS_GROUP, Keys
 from leaderboard.models import ScoreEvent
+from leaderboard.pipeline import events as wire
 from leaderboard.pipeline import stream
 from leaderboard.pipeline.db import UPSERT
+from leaderboard.pipeline.events import BadEvent, StoredEvent
 from leaderboard.pipeline.stream import Delivery
 
 log = logging.getLogger(__name__)
@@ -24,12 +27,12 @@ log = logging.getLogger(__name__)
 Dead = tuple[Delivery, str]
 # Postgres refusing the data itself (not an outage): retrying cannot help
 POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
-EVENTS = TypeAdapter(list[ScoreEvent])
+Event = TypeVar("Event", ScoreEvent, StoredEvent)
 
 
-def latest_per_user(events: list[ScoreEvent]) -> list[ScoreEvent]:
+def latest_per_user(events: Sequence[Event]) -> list[Event]:
     """One event per user (the highest version), sorted by user_id so writers lock in one order."""
-    best: dict[str, ScoreEvent] = {}
+    best: dict[str, Event] = {}
     for ev in events:
         cur = best.get(ev.user_id)
         if cur is None or ev.version > cur.version:
@@ -37,24 +40,20 @@ def latest_per_user(events: list[ScoreEvent]) -> list[ScoreEvent]:
     return [best[k] for k in sorted(best)]
 
 
-async def upsert(conn: asyncpg.Pool | asyncpg.Connection, events: list[ScoreEvent]) -> None:
+async def upsert(
+    conn: asyncpg.Pool | asyncpg.Connection, events: Sequence[ScoreEvent | StoredEvent]
+) -> None:
     """Store a batch in one statement; an older version never overwrites a newer one."""
-    rows = latest_per_user(events)
-    await conn.execute(
-        UPSERT,
-        [e.user_id for e in rows],
-        [e.name for e in rows],
-        [e.region for e in rows],
-        [e.score for e in rows],
-        [e.version for e in rows],
-        [e.reached for e in rows],
-        [e.ts for e in rows],
-    )
+    rows = latest_per_user([row(e) for e in events])
+    if rows:
+        await conn.execute(UPSERT, *(list(column) for column in zip(*rows, strict=True)))
 
 
-def row(e: ScoreEvent) -> tuple[str, str, str, int, int, int, int]:
+def row(e: ScoreEvent | StoredEvent) -> StoredEvent:
     """An event in the scripts' field order."""
-    return (e.user_id, e.name, e.region, e.score, e.version, e.reached, e.ts)
+    if isinstance(e, StoredEvent):
+        return e
+    return StoredEvent(e.user_id, e.name, e.region, e.score, e.version, e.reached, e.ts)
 
 
 @dataclass
@@ -139,7 +138,7 @@ class StreamWriter:
         if pairs:
             dead += await self._store(pairs)
             if self._fold is not None:
-                await self._fold.apply([row(e) for _, e in pairs], "net")
+                await self._fold.apply([e for _, e in pairs], "net")
         if dead:
             await self._dead_letter(dead)
         try:
@@ -153,7 +152,7 @@ class StreamWriter:
         self.stats.batches += 1
         return len(batch)
 
-    async def _store(self, pairs: list[tuple[Delivery, ScoreEvent]]) -> list[Dead]:
+    async def _store(self, pairs: list[tuple[Delivery, StoredEvent]]) -> list[Dead]:
         """Upsert the batch; if Postgres refuses its data, row by row, and return the refused."""
         try:
             await upsert(self._pg, [e for _, e in pairs])
@@ -169,7 +168,7 @@ class StreamWriter:
         return refused
 
     async def _too_often_delivered(
-        self, batch: list[Delivery], events: list[ScoreEvent | None]
+        self, batch: list[Delivery], events: list[StoredEvent | None]
     ) -> list[Dead]:
         """Entries delivered more than max_deliveries times (writers died on them): poison."""
         if not self._check_deliveries:
@@ -218,23 +217,19 @@ class StreamWriter:
                 return batch
         return await self._read_new()
 
-    def _parse(self, batch: list[Delivery]) -> tuple[list[ScoreEvent | None], list[Dead]]:
-        """One event (or None) per delivery, and the deliveries that are not valid events."""
-        present = [d.fields for d in batch if d.fields is not None]  # None: deleted after an
-        try:                                                       # earlier commit, ack only
-            valid = iter(EVENTS.validate_python(present))  # the whole batch in one call
-            return [None if d.fields is None else next(valid) for d in batch], []
-        except ValidationError:
-            pass  # some entry is malformed: find which, one by one
-        events: list[ScoreEvent | None] = []
+    @staticmethod
+    def _parse(batch: list[Delivery]) -> tuple[list[StoredEvent | None], list[Dead]]:
+        """One event (or None) per delivery, and the deliveries that are not valid events.
+        ``fields`` None: the entry was deleted after an earlier commit; it is only acked."""
+        events: list[StoredEvent | None] = []
         dead: list[Dead] = []
         for d in batch:
             event = None
             if d.fields is not None:
                 try:
-                    event = ScoreEvent.model_validate(d.fields)
-                except ValidationError as exc:
-                    dead.append((d, str(exc.errors(include_url=False))[:500]))
+                    event = wire.decode(d.fields)
+                except BadEvent as exc:
+                    dead.append((d, str(exc)[:500]))
             events.append(event)
         return events, dead
 
@@ -242,7 +237,7 @@ class StreamWriter:
         async with self._redis.pipeline(transaction=False) as pipe:
             for d, reason in dead:
                 shard = d.stream.rsplit(":", 1)[-1]
-                fields = dict(d.fields or {})
+                fields = wire.named(d.fields or {})  # by name, whichever form the entry had
                 fields.update({"_error": reason, "_source_id": d.entry_id})
                 pipe.xadd(self._keys.dead(shard), fields)  # type: ignore[arg-type]
             await pipe.execute()

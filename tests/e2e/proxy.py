@@ -23,6 +23,7 @@ class ReplyDroppingProxy:
         self._armed = threading.Event()
         self._needle = b""
         self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -36,13 +37,14 @@ class ReplyDroppingProxy:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(
+        self._server = self._loop.run_until_complete(
             asyncio.start_server(self._handle, "127.0.0.1", self.port))
         self._ready.set()
         try:
             self._loop.run_forever()
         finally:
-            server.close()
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -69,14 +71,33 @@ class ReplyDroppingProxy:
                 writer.write(data)
                 await writer.drain()
 
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            await asyncio.wait([asyncio.ensure_future(client_to_redis()),
-                                asyncio.ensure_future(redis_to_client())],
-                               return_when=asyncio.FIRST_COMPLETED)
-        for w in (writer, up_writer):
-            with contextlib.suppress(OSError):
-                w.close()
+        pumps = [asyncio.ensure_future(client_to_redis()),
+                 asyncio.ensure_future(redis_to_client())]
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass  # the proxy is closing; end normally (asyncio's stream callback would log a
+            # cancelled connection task as an error)
+        finally:  # one side closed (or the proxy is closing): stop the other pump too
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            for w in (writer, up_writer):
+                with contextlib.suppress(OSError):
+                    w.close()
+
+    async def _shutdown(self) -> None:
+        """Stop listening and end every connection's tasks, so none is left pending."""
+        if self._server is not None:
+            self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)

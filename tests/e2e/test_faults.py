@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from leaderboard.keys import WRITERS_GROUP, Keys
 from leaderboard.pipeline.db import ensure_database
 from leaderboard.serve.auth import issue_token
+from leaderboard.settings import Settings
 from tests.e2e.conftest import Service, app_client, bearer, deploy
 from tests.e2e.proxy import ReplyDroppingProxy
 from tests.e2e.servers import OwnPostgres, OwnRedis
@@ -281,3 +282,24 @@ async def test_flushall_during_writes_loses_nothing_and_rebuilds(
         await direct.aclose()
     print(f"FLUSHALL: {load.acknowledged} acknowledged writes checked; health right after the "
           f"flush: warming={seen['health']['warming']}")  # type: ignore[index]
+
+
+def test_proxy_closes_its_connections_without_leaving_tasks(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing the proxy while clients are connected ends their tasks (no asyncio errors)."""
+    import gc
+    from urllib.parse import urlsplit
+
+    import redis as sync_redis
+
+    proxy = ReplyDroppingProxy(urlsplit(settings.redis_url).port or 6379)
+    clients = [sync_redis.Redis(port=proxy.port) for _ in range(3)]
+    assert all(c.ping() for c in clients)  # connections open through the proxy
+    proxy.close()
+    del proxy
+    gc.collect()
+    assert "Task was destroyed" not in caplog.text
+    assert "Exception in callback" not in caplog.text
+    for c in clients:
+        c.close()

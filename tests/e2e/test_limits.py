@@ -12,6 +12,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from leaderboard.keys import Keys
+from leaderboard.pipeline.events import named
 from leaderboard.serve.auth import issue_token
 from tests.e2e.conftest import QUEUE_LIMIT, Service, bearer, uid, wait_drained
 
@@ -53,7 +54,7 @@ async def test_fifty_concurrent_writes_by_one_user_admit_exactly_five(
     assert retry <= {11, 12}  # one token per 60/5 = 12 s, minus what has refilled since
     keys = Keys("rl")
     assert await redis.hget(keys.user(user), "score") == "5"
-    events = [f for _, f in await redis.xrange(keys.stream("EU")) if f["user_id"] == user]
+    events = [f for _, f in await redis.xrange(keys.stream("EU")) if named(f)["user_id"] == user]
     stored = await redis.xlen(keys.stream("EU"))
     assert len(events) == 5 or stored < 5  # 5 on the stream, or already moved to Postgres
     r = await rl.get(f"/rank/{user}", params={"region": "EU"})

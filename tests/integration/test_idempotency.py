@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 
 from leaderboard.actors.shard import RegionShard, WriteCommand
 from leaderboard.keys import Keys
+from leaderboard.pipeline.events import named
 from leaderboard.settings import Settings
 
 
@@ -26,7 +27,7 @@ async def test_retry_with_same_key_applies_once_and_returns_first_answer(
     assert (again.score, again.version, again.rank) == (first.score, first.version, first.rank)
     keys = Keys(settings.board)
     assert await redis.hget(keys.user("ann"), "score") == "10"
-    events = [f for _, f in await redis.xrange(keys.stream("EU")) if f["user_id"] == "ann"]
+    events = [f for _, f in await redis.xrange(keys.stream("EU")) if named(f)["user_id"] == "ann"]
     assert len(events) == 1
     third = await shard.write(add("ann", 10, "k-2"))  # a new key is a new write
     assert (third.status, third.score) == ("ok", 20)

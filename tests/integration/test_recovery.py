@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from leaderboard.actors.shard import RegionShard, WriteCommand
 from leaderboard.keys import Keys
+from leaderboard.pipeline.events import named
 from leaderboard.pipeline.writer import StreamWriter
 from leaderboard.recovery import BoardGuard, rebuild_from_postgres
 from leaderboard.serve.pg_ranks import PostgresRanks
@@ -130,7 +131,7 @@ async def test_guard_replays_unstored_writes_and_rebuilds(
     assert await redis.exists(keys.epoch) == 1 and await redis.exists(keys.warming) == 0
     assert await redis.hget(keys.user("fresh"), "version") == str(unstored.version)
     assert await redis.zcard(keys.board("GLOBAL")) == 17
-    replayed = [f for _, f in await redis.xrange(keys.stream("EU")) if f["user_id"] == "fresh"]
+    replayed = [f for _, f in await redis.xrange(keys.stream("EU")) if named(f)["user_id"] == "fresh"]
     assert len(replayed) == 1  # back on the stream, so the writers will store it
     writer = StreamWriter(redis, pg, keys, REGIONS, "w-after", batch_size=500, block_ms=10,
                           claim_idle_ms=60_000)

@@ -6,6 +6,7 @@ import redis.asyncio as aioredis
 
 from leaderboard.actors.shard import RegionShard, WriteCommand, WriteMode
 from leaderboard.keys import Keys, member_for
+from leaderboard.pipeline.events import named
 from leaderboard.serve.ranking import Ranker
 from leaderboard.settings import MAX_SCORE, Settings
 
@@ -27,7 +28,7 @@ async def test_one_write_updates_region_global_hash_and_stream(
     assert await redis.zscore(keys.board("GLOBAL"), user["member"]) == 10
     events = await redis.xrange(keys.stream("EU"))
     assert len(events) == 1
-    assert events[0][1] == {
+    assert named(events[0][1]) == {
         "user_id": "ann", "name": "Name ann", "region": "EU", "score": "10",
         "version": str(result.version), "reached": user["reached"], "ts": user["updated_at"],
     }

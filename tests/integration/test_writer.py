@@ -202,3 +202,42 @@ async def test_streams_of_shards_no_longer_configured_are_still_drained(
     for i in range(5):
         version = int(await redis.hget(keys.user(f"s{i}"), "version"))
         assert stored[f"s{i}"] == (10 + i, version)
+
+
+async def test_events_of_the_older_multi_field_form_are_still_stored_after_an_upgrade(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    # the stream as the previous release left it: one field per value, then new compact events
+    keys = Keys(settings.board)
+    old = {"user_id": "legacy", "name": "Old Form", "region": "EU", "score": "7",
+           "version": "1700000000000001", "reached": "1700000000000001", "ts": "1700000000000"}
+    await redis.xadd(keys.stream("EU"), old)  # type: ignore[arg-type]
+    await redis.xadd(keys.stream("EU"), {**old, "user_id": "both", "score": "1"})  # type: ignore[arg-type]
+    shard = RegionShard(settings, "EU")
+    await shard.write(WriteCommand("both", "Both", "EU", "set", 2))  # newer, compact
+    await shard.write(WriteCommand("fresh", "Fresh One", "EU", "set", 3))
+    entries = [f for _, f in await redis.xrange(keys.stream("EU"))]
+    assert [sorted(f) for f in entries] == [sorted(old)] * 2 + [["e"]] * 2
+    writer = make_writer(settings, redis, pg, "w-upgrade")
+    await writer.start()
+    assert await drain(writer, 3) == 4
+    stored = {r["user_id"]: (r["name"], r["score"], r["version"]) for r in await pg.fetch(
+        "SELECT user_id, name, score, version FROM leaderboard")}
+    assert stored["legacy"] == ("Old Form", 7, 1700000000000001)
+    assert stored["both"][:2] == ("Both", 2) and stored["fresh"][:2] == ("Fresh One", 3)
+    assert writer.stats.dead_lettered == 0 and await redis.xlen(keys.stream("EU")) == 0
+
+
+async def test_malformed_compact_event_goes_to_dead_letter(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    keys = Keys(settings.board)
+    writer = make_writer(settings, redis, pg, "w-dlq2")
+    await writer.start()
+    await redis.xadd(keys.stream("EU"), {"e": "1.5 2 3 4 EU bad Bad"})
+    await RegionShard(settings, "EU").write(WriteCommand("ok2", "O", "EU", "set", 1))
+    assert await drain(writer, 3) == 2
+    assert set(await rows(pg)) == {"ok2"}
+    dead = await redis.xrange(keys.dead("EU"))
+    assert len(dead) == 1 and dead[0][1]["e"] == "1.5 2 3 4 EU bad Bad"
+    assert "not an integer" in dead[0][1]["_error"]
