@@ -12,6 +12,8 @@ Layout for board B (only ``default`` today; seasons/boards fit as more B):
   lb:B:epoch          marker set once the board is complete; gone = Redis lost its data
   lb:B:warming        set while the board is rebuilt from Postgres (reads go to Postgres)
   lb:B:fold           on GLOBAL's instance: lag histogram of writes folded in from other instances
+  lb:B:boards         HASH board id -> generation (the registry write scripts check)
+  lb:B:boards:rev     INCR on every board create/delete (+ PUBLISH on the same name)
 
 With several Redis instances (REDIS_SHARDS) each instance holds the keys of its own regions
 (and its own clock, epoch and warming marker); GLOBAL's instance also holds, for users of the
@@ -65,6 +67,16 @@ class Keys:
 
     def auth_bucket(self, scope: str) -> str:
         return f"{self.prefix}bucket:auth:{scope}"
+
+    @property
+    def boards(self) -> str:
+        """HASH board id -> generation of every live board but ``default`` (docs/boards.md)."""
+        return f"{self.prefix}boards"
+
+    @property
+    def boards_rev(self) -> str:
+        """Bumped on every board create/delete; also the pub/sub channel caches listen on."""
+        return f"{self.prefix}boards:rev"
 
     @property
     def clock(self) -> str:
