@@ -138,9 +138,36 @@ class HealthResponse(BaseModel):
     dead_letters: dict[str, int]
 
 
+class SeasonInfo(BaseModel):
+    number: int
+    started_at: str
+    ends_at: str | None
+
+
+class BoardResponse(BaseModel):
+    """A board's definition (as created), its current season and its GLOBAL entry count."""
+
+    id: str
+    title: str
+    order: Literal["desc", "asc"]
+    operator: Literal["set", "best", "incr"]
+    reset: int | str | None
+    start: str
+    season: SeasonInfo | None = None  # null before the first season starts
+    entries: int | None = None
+
+
+class BoardList(BaseModel):
+    boards: list[BoardResponse]
+
+
 # -- path and query parameters ----------------------------------------------------------------
 
 RegionParam = Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class BoardPath(BaseModel):
+    board: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
 
 class UserPath(BaseModel):

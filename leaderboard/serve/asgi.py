@@ -231,14 +231,16 @@ class App:
     """The ASGI callable: ``context`` is what every handler gets as its first argument."""
 
     def __init__(self, context: Any, routes: list[Route],
-                 guard: Callable[[Any, Route, dict[str, str]], Any]) -> None:
+                 guard: Callable[[Any, Route, dict[str, str]], Any],
+                 startup: Callable[[], Awaitable[None]] | None = None) -> None:
         self._context = context
         self._router = Router(routes)
         self._guard = guard
+        self._startup = startup
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(receive, send, self._startup)
             return
         if scope["type"] != "http":
             return
@@ -277,10 +279,13 @@ class App:
         return await route.handler(self._context, call)
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(receive: Receive, send: Send,
+                    startup: Callable[[], Awaitable[None]] | None) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            if startup is not None:
+                await startup()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})

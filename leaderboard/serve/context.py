@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Coroutine
 from typing import Any
 
+from leaderboard import board_purge, board_registry
 from leaderboard.actors.router import shard_for
 from leaderboard.actors.shard import WriteCommand, WriteMode, WriteResult
+from leaderboard.board_cache import BoardCache
 from leaderboard.errors import BadRequest, Forbidden, RateLimited, Unavailable
 from leaderboard.keys import TAKE_TOKENS, Keys
 from leaderboard.models import Claims
@@ -28,6 +31,7 @@ from leaderboard.shards import Topology
 log = logging.getLogger(__name__)
 
 PROFILE_CACHE_SIZE = 100_000
+PURGE_CHECK_S = 30.0  # how often each replica finishes deletions another one left unfinished
 
 
 class Context:
@@ -48,6 +52,8 @@ class Context:
         self.instances = {url: self.redis if url == settings.redis_url else connect(url)
                           for url in self.topology.urls()}
         self.pg = Postgres(settings)
+        self.boards = BoardCache(self.pg, self.redis, self.keys)
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.tokens = auth.TokenCache(settings)
         # unknown users are checked against this, at the real cost, so timing reveals nothing
         self.dummy_hash = auth.hash_password("not-a-real-password", settings.password_scrypt_n)
@@ -76,6 +82,42 @@ class Context:
     async def _read_sender(self, requests: list[ReadRequest]) -> list[bytes | None]:
         results: list[bytes | None] = await self._ranker.read_many.remote(requests)
         return results
+
+    # -- background work -------------------------------------------------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` in the background, holding a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> None:
+        """At the ASGI app's start-up: the board cache's refresh and the purge of deletions."""
+        self.spawn(self.boards.run())
+        self.spawn(self._finish_deletions())
+
+    async def purge(self, board_id: str, generation: str) -> None:
+        """Remove a deleted board's keys and rows once no event of it can still arrive."""
+        try:
+            await board_purge.purge(self.pg, self.instances, self.topology, self.keys,
+                                    board_id, generation)
+        except (*REDIS_DOWN, Unavailable) as exc:
+            log.warning("board %s: purge interrupted, retried later: %r", board_id, exc)
+
+    async def _finish_deletions(self) -> None:
+        """Deletions a crashed or restarted replica left behind: unregister again, purge."""
+        while True:
+            await asyncio.sleep(PURGE_CHECK_S)
+            try:
+                rows = await self.pg.fetch(
+                    "SELECT id, generation FROM boards WHERE deleted_at IS NOT NULL "
+                    "AND deleted_at < now() - interval '30 seconds'")
+                for row in rows:
+                    await board_registry.retract(self.instances.values(), self.redis, self.keys,
+                                                 row["id"])
+                    await self.purge(row["id"], row["generation"])
+            except (*REDIS_DOWN, Unavailable) as exc:
+                log.warning("unfinished deletions: %r", exc)
 
     # -- inputs ----------------------------------------------------------------------------
 

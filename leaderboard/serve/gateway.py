@@ -16,7 +16,7 @@ from leaderboard.settings import Settings
 
 def build_asgi(context: Context) -> App:
     """The ASGI app of one replica (also what tests drive without Ray)."""
-    return App(context, ROUTES, Context.guard)
+    return App(context, ROUTES, Context.guard, context.start)
 
 
 @serve.ingress()

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from leaderboard.boards import BoardCreate
 from leaderboard.models import (
     AroundQuery,
     AroundResponse,
     BatchRequest,
     BatchResponse,
+    BoardList,
+    BoardPath,
+    BoardResponse,
     HealthResponse,
     LoginRequest,
     RankEntry,
@@ -28,7 +32,7 @@ from leaderboard.models import (
     WritersResponse,
 )
 from leaderboard.serve.asgi import Handler, Route
-from leaderboard.serve.handlers import admin, auth, health, reads, scores
+from leaderboard.serve.handlers import admin, auth, boards, health, reads, scores
 from leaderboard.serve.openapi import doc_routes
 
 
@@ -56,6 +60,13 @@ API: list[Route] = [
           response=RankEntry, errors=(404, 503), tag="reads"),
     Route("GET", "/around/{user_id}", reads.around, query=AroundQuery, path_model=UserPath,
           response=AroundResponse, errors=(404, 503), tag="reads"),
+    Route("POST", "/boards", boards.create, status=201, body=BoardCreate,
+          response=BoardResponse, token="admin", errors=(409, 503), tag="boards"),
+    Route("GET", "/boards", boards.listing, response=BoardList, tag="boards"),
+    Route("GET", "/boards/{board}", boards.show, path_model=BoardPath,
+          response=BoardResponse, errors=(404, 503), tag="boards"),
+    Route("DELETE", "/boards/{board}", boards.delete, status=204, path_model=BoardPath,
+          token="admin", errors=(404, 409, 503), tag="boards"),
     Route("POST", "/admin/writers/pause", admin.pause_writers, token="admin",
           response=WritersResponse, errors=(503,), tag="admin"),
     Route("POST", "/admin/writers/resume", admin.resume_writers, token="admin",

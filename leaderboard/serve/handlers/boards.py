@@ -1,0 +1,112 @@
+"""Boards: create and delete (admin token), list and describe (anyone)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from leaderboard import board_registry
+from leaderboard.boards import DEFAULT, Board, BoardCreate, format_rfc3339
+from leaderboard.errors import Conflict, NotFound, Unavailable
+from leaderboard.models import BoardPath
+from leaderboard.redis_client import REDIS_DOWN
+from leaderboard.serve.asgi import Call, Reply
+from leaderboard.serve.context import Context
+
+INSERT = """
+INSERT INTO boards (id, title, sort_order, operator, reset_seconds, reset_cron, start_at,
+                    generation)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (id) DO NOTHING RETURNING id
+"""
+TOMBSTONE = """
+UPDATE boards SET deleted_at = now(), rev = nextval('boards_rev')
+WHERE id = $1 AND deleted_at IS NULL RETURNING generation
+"""
+
+
+def season_key(ctx: Context, board: Board, season: int, region: str) -> str:
+    """A board's region ZSET in a season (``default`` keeps the seed's names)."""
+    if board.generation == "":
+        return ctx.keys.board(region)
+    return f"{ctx.keys.prefix}b:{board.id}:{board.generation}:{season}:board:{region}"
+
+
+async def describe(ctx: Context, board: Board) -> dict[str, Any]:
+    """The board, its season now (by this host's clock) and the season's GLOBAL entries."""
+    body = board.as_dict()
+    number = board.schedule.season_at(int(time.time() * 1_000_000))
+    if number is None:
+        return {**body, "season": None, "entries": 0}
+    started, ends = board.schedule.bounds(number)
+    body["season"] = {"number": number, "started_at": format_rfc3339(started),
+                      "ends_at": None if ends is None else format_rfc3339(ends)}
+    try:
+        body["entries"] = int(await ctx.redis.zcard(season_key(ctx, board, number, "GLOBAL")))
+    except REDIS_DOWN as exc:
+        raise Unavailable("Redis is unreachable") from exc
+    return body
+
+
+async def _now_us(ctx: Context) -> int:
+    seconds, micros = await ctx.redis.time()
+    return int(seconds) * 1_000_000 + int(micros)
+
+
+async def create(ctx: Context, call: Call) -> Reply:
+    """Define a board; 409 if the id exists (or is still being deleted)."""
+    body: BoardCreate = call.body
+    try:
+        board = body.board(await _now_us(ctx))
+    except REDIS_DOWN as exc:
+        raise Unavailable("Redis is unreachable") from exc
+    row = board.row()
+    inserted = await ctx.pg.fetchval(INSERT, *row.values())
+    if inserted is None:
+        raise Conflict(f"board {board.id!r} already exists"
+                       + (" (its deletion is still running)" if ctx.boards.deleting(board.id)
+                          else ""))
+    try:
+        await board_registry.publish(ctx.instances.values(), ctx.redis, ctx.keys, board)
+    except REDIS_DOWN as exc:  # not registered everywhere: undo, so a retry is not a 409
+        await ctx.pg.execute("DELETE FROM boards WHERE id = $1", board.id)
+        raise Unavailable("Redis is unreachable; the board was not created") from exc
+    ctx.boards.put(board)
+    return Reply.json(await describe(ctx, board), 201)
+
+
+async def listing(ctx: Context, _: Call) -> Reply:
+    """Every board."""
+    return Reply.json({"boards": [b.as_dict() for b in ctx.boards.all()]})
+
+
+async def _board(ctx: Context, call: Call) -> Board:
+    path: BoardPath = call.path
+    board = await ctx.boards.lookup(path.board)
+    if board is None:
+        raise NotFound(f"no board {path.board!r}")
+    return board
+
+
+async def show(ctx: Context, call: Call) -> Reply:
+    """A board, its current season and how many entries it has on GLOBAL."""
+    return Reply.json(await describe(ctx, await _board(ctx, call)))
+
+
+async def delete(ctx: Context, call: Call) -> Reply:
+    """Delete a board with every season of it, from Redis and Postgres (``default``: 409)."""
+    board = await _board(ctx, call)
+    if board.id == DEFAULT.id:
+        raise Conflict("the default board cannot be deleted")
+    generation = await ctx.pg.fetchval(TOMBSTONE, board.id)
+    if generation is None:
+        raise NotFound(f"no board {board.id!r}")
+    try:
+        await board_registry.retract(ctx.instances.values(), ctx.redis, ctx.keys, board.id)
+    except REDIS_DOWN as exc:  # the tombstone stands; the purge loop unregisters it later
+        raise Unavailable("Redis is unreachable; the deletion finishes when it is back") from exc
+    ctx.boards.drop(board.id)
+    ctx.spawn(ctx.purge(board.id, str(generation)))
+    return Reply(204, b"")
+
+

@@ -1,0 +1,126 @@
+"""Boards over HTTP: create, list, describe and delete; seen by every gateway replica at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from leaderboard.keys import Keys
+from leaderboard.serve.auth import issue_token
+from tests.e2e.conftest import Service, bearer, register, uid
+
+
+def admin(service: Service) -> dict[str, str]:
+    return bearer(issue_token(service.settings, "ops", "Ops", "GLOBAL", role="admin"))
+
+
+def board_id() -> str:
+    return f"b{uid('')[1:].replace('-', '')}"[:30]
+
+
+async def create(client: httpx.AsyncClient, service: Service, **body: Any) -> httpx.Response:
+    return await client.post("/boards", json=body, headers=admin(service))
+
+
+async def test_create_then_read_back(client: httpx.AsyncClient, service: Service) -> None:
+    bid = board_id()
+    r = await create(client, service, id=bid, title="Speedrun", order="asc", operator="best",
+                     reset=3600, start="2026-01-01T00:00:00Z")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert {k: body[k] for k in ("id", "title", "order", "operator", "reset", "start")} == {
+        "id": bid, "title": "Speedrun", "order": "asc", "operator": "best", "reset": 3600,
+        "start": "2026-01-01T00:00:00Z"}
+    season = body["season"]
+    assert season["number"] >= 1 and body["entries"] == 0
+    assert season["ends_at"] > season["started_at"]
+    r = await client.get(f"/boards/{bid}")
+    assert r.status_code == 200 and r.json()["id"] == bid
+    listed = (await client.get("/boards")).json()["boards"]
+    assert {"default", bid} <= {b["id"] for b in listed}
+
+
+async def test_defaults_and_the_default_board(client: httpx.AsyncClient,
+                                              service: Service) -> None:
+    bid = board_id()
+    before = int(time.time())
+    body = (await create(client, service, id=bid)).json()
+    assert (body["title"], body["order"], body["operator"], body["reset"]) == (
+        bid, "desc", "set", None)
+    assert body["season"]["number"] == 1 and body["season"]["ends_at"] is None
+    assert body["start"] >= time.strftime("%Y-%m-%dT%H:%M", time.gmtime(before - 60))
+    default = (await client.get("/boards/default")).json()
+    assert (default["order"], default["operator"], default["reset"]) == ("desc", "set", None)
+
+
+async def test_create_refusals(client: httpx.AsyncClient, service: Service) -> None:
+    bid = board_id()
+    assert (await create(client, service, id=bid)).status_code == 201
+    r = await create(client, service, id=bid)
+    assert r.status_code == 409 and r.json()["error"] == "conflict"
+    for bad in ({"id": "Upper"}, {"id": "-x"}, {"id": "a" * 65}, {"id": board_id(), "reset": 0},
+                {"id": board_id(), "reset": "61 * * * *"}, {"id": board_id(), "operator": "max"},
+                {"id": board_id(), "order": "up"}, {"id": board_id(), "start": "yesterday"}):
+        r = await create(client, service, **bad)
+        assert r.status_code == 422 and r.json()["error"] == "validation_error", (bad, r.text)
+    player = bearer(await register(client, uid()))
+    r = await client.post("/boards", json={"id": board_id()}, headers=player)
+    assert r.status_code == 403
+    assert (await client.post("/boards", json={"id": board_id()})).status_code == 401
+
+
+async def test_unknown_board_is_404(client: httpx.AsyncClient) -> None:
+    r = await client.get("/boards/no-such-board")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    assert (await client.get("/boards/Bad!")).status_code == 422
+
+
+async def test_delete(client: httpx.AsyncClient, service: Service, redis: aioredis.Redis,
+                      pg: asyncpg.Pool) -> None:
+    bid = board_id()
+    assert (await create(client, service, id=bid)).status_code == 201
+    registry = Keys(service.settings.board).boards
+    assert await redis.hget(registry, bid)  # writes of it are admitted on this instance
+    r = await client.delete(f"/boards/{bid}", headers=admin(service))
+    assert r.status_code == 204
+    assert await redis.hget(registry, bid) is None  # and from the answer on, refused
+    assert (await client.get(f"/boards/{bid}")).status_code == 404
+    assert (await client.delete(f"/boards/{bid}", headers=admin(service))).status_code == 404
+    r = await client.delete("/boards/default", headers=admin(service))
+    assert r.status_code == 409
+    deadline = time.monotonic() + 30
+    while await pg.fetchval("SELECT count(*) FROM boards WHERE id = $1", bid):
+        assert time.monotonic() < deadline, "the purge did not finish"
+        await asyncio.sleep(0.2)
+    assert not [k async for k in redis.scan_iter(match=f"lb:*:b:{bid}:*")]
+
+
+@pytest.fixture(scope="module")
+def two_gateways(service: Service) -> Service:
+    from tests.e2e.conftest import deploy
+
+    return deploy(service.settings, "boards2", "/b2",
+                  Gateway={"num_replicas": 2, "max_replicas_per_node": None})
+
+
+async def test_created_on_one_replica_usable_on_every_other(
+        two_gateways: Service, service: Service) -> None:
+    async with httpx.AsyncClient(base_url=two_gateways.base_url, timeout=30) as c:
+        bid = board_id()
+        r = await c.post("/boards", json={"id": bid}, headers=admin(service))
+        assert r.status_code == 201
+        # a fresh connection each time: HAProxy spreads them over both replicas
+        for _ in range(10):
+            async with httpx.AsyncClient(base_url=two_gateways.base_url, timeout=30) as fresh:
+                assert (await fresh.get(f"/boards/{bid}")).status_code == 200
+        assert (await c.delete(f"/boards/{bid}", headers=admin(service))).status_code == 204
+        await asyncio.sleep(1.0)  # every replica within a second
+        for _ in range(10):
+            async with httpx.AsyncClient(base_url=two_gateways.base_url, timeout=30) as fresh:
+                assert (await fresh.get(f"/boards/{bid}")).status_code == 404
