@@ -45,8 +45,15 @@ class ScoreAdd(BaseModel):
 IdemKey = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
+def _exactly_one(*fields: str) -> dict[str, Any]:
+    """JSON Schema for "exactly one of these fields is an integer" (the others absent or null)."""
+    return {"oneOf": [{"required": [f], "properties": {f: {"type": "integer"}}} for f in fields]}
+
+
 class BatchItem(BaseModel):
     """One write of a game server's batch: exactly one of ``score`` (set) or ``delta`` (add)."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one("score", "delta"))
 
     user_id: UserId
     score: Score | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -34,6 +35,14 @@ apply_serve_env(
     metrics_port=int(os.environ.get("TEST_HAPROXY_METRICS_PORT", "19101")),
 )
 os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "0"
+# HAProxy falls back to Serve's proxy actor while the gateway replica is not (yet) up; its
+# fixed default port (8500) is taken by whichever Serve on this machine started first, so the
+# suite's requests could be answered by another instance's app
+for _var in ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"):
+    if _var not in os.environ:
+        with socket.socket() as _s:
+            _s.bind(("127.0.0.1", 0))
+            os.environ[_var] = str(_s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,10 @@ from ray.serve import exceptions as sx
 
 from leaderboard.errors import LeaderboardError, Unavailable
 
-log = logging.getLogger(__name__)
+# A child of Serve's own logger: in a replica Serve writes only that logger to the replica's log
+# file, and folds stderr into it at INFO, below the configured WARNING: a record that reached
+# the root logger (and Python's last-resort stderr handler) would vanish, traceback and all.
+log = logging.getLogger(f"ray.serve.{__name__}")
 
 RAY_UNAVAILABLE: tuple[type[BaseException], ...] = (
     rx.RayActorError,  # ActorDiedError, ActorUnavailableError
