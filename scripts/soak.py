@@ -150,7 +150,10 @@ async def soak(args: argparse.Namespace, settings: Settings, root_pid: int | Non
             await asyncio.wait({task}, timeout=max(0.0, start + tick * args.interval - time.monotonic()))
             if task.done():
                 break
-            await sampler.sample(now_minutes(start))
+            t = now_minutes(start)
+            await sampler.sample(t)
+            print(f"{sampler.progress(t)}; requests {load.tally.total_ok} ok, "
+                  f"{load.tally.total_failed} failed")
             tick += 1
         await task
         await sampler.sample(now_minutes(start))  # the end of the load

@@ -111,6 +111,15 @@ class Sampler:
         self._put("postgres leaderboard indexes", "store", t, row["i"] / MIB)
         self._put("postgres dead tuples", "count", t, float(row["d"] or 0))
 
+    def progress(self, t: float) -> str:
+        """One line per sample: the GCS, the sum over processes, Redis and Postgres."""
+        now = {s.name: s.points[t] for s in self.series.values() if t in s.points}
+        gcs = next((v for k, v in now.items() if k.startswith("gcs_server")), 0.0)
+        procs = sum(now[s.name] for s in self.series.values() if s.kind == "process" and s.name in now)
+        return (f"minute {t:g}: gcs_server {gcs:.1f} MiB, all processes {procs:.0f} MiB, redis "
+                f"{now.get('redis used_memory', 0):.1f} MiB, postgres table "
+                f"{now.get('postgres leaderboard table', 0):.1f} MiB")
+
     def table(self, minutes: float) -> str:
         """The Markdown table: a row per series, a column per sample, the slope over the 2nd half."""
         times = sorted({t for s in self.series.values() for t in s.points})
