@@ -160,6 +160,7 @@ async def soak(args: argparse.Namespace, settings: Settings, root_pid: int | Non
         cpu = resource.getrusage(resource.RUSAGE_SELF)
         print(sampler.table(args.minutes))
         print(load.tally.summary())
+        print(await sampler.key_costs())
         print(f"load generator CPU: {cpu.ru_utime + cpu.ru_stime - cpu0.ru_utime - cpu0.ru_stime:.1f} s "
               f"for {time.monotonic() - start:.0f} s of load")
         problems = judge(sampler, args.minutes, args.max_slope, args.noise_mib)

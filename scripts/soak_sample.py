@@ -111,6 +111,26 @@ class Sampler:
         self._put("postgres leaderboard indexes", "store", t, row["i"] / MIB)
         self._put("postgres dead tuples", "count", t, float(row["d"] or 0))
 
+    async def key_costs(self) -> str:
+        """Per kind of key: how many, bytes each (MEMORY USAGE, mean of up to 50) and how many
+        have no expiry (idempotency records and buckets must all expire)."""
+        found: dict[str, list[str]] = {}
+        async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=5000):
+            found.setdefault(key.removeprefix(self.prefix).split(":", 1)[0], []).append(key)
+        parts = []
+        for kind, keys in sorted(found.items()):
+            sample = keys[:50]
+            sizes = [int(await self.redis.memory_usage(k) or 0) for k in sample]
+            forever = 0
+            for i in range(0, len(keys), 1000):
+                pipe = self.redis.pipeline(transaction=False)
+                for k in keys[i:i + 1000]:
+                    pipe.ttl(k)
+                forever += sum(ttl == -1 for ttl in await pipe.execute())
+            parts.append(f"{kind} {len(keys):,} keys x {sum(sizes) / len(sample):.0f} B, "
+                         f"{forever:,} without expiry")
+        return "redis keys: " + "; ".join(parts)
+
     def progress(self, t: float) -> str:
         """One line per sample: the GCS, the sum over processes, Redis and Postgres."""
         now = {s.name: s.points[t] for s in self.series.values() if t in s.points}
