@@ -2,7 +2,7 @@
 
 Run through ``scripts/soak`` (``--help`` lists every option). Without ``--url`` it starts the
 service as ``make run`` does (``scripts/run``) on its own port, Redis index and database (both
-emptied first; rate limits off), with ``--url`` it loads a running one (pass ``--pid`` of its
+emptied first; rate limits on, 1,000 writes a minute per player), with ``--url`` it loads a running one (pass ``--pid`` of its
 ``make run`` to sample its processes). Then: one write per player, the mix at ``--rate``
 for ``--minutes``, a sample every ``--interval`` seconds, drain, and the checks. Exit status 1
 when a request failed, a process grew faster than ``--max-slope`` MiB/h over the second half
@@ -67,7 +67,9 @@ def service_env(args: argparse.Namespace, state: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_SERVE_HAPROXY", "DATABASE_URL"))}
     return {**env, "PORT": str(args.port), "REDIS_URL": args.redis_url,
             "PGDATABASE": args.pgdatabase, "RAY_NAMESPACE": f"soak-{args.port}",
-            "STATE_DIR": str(state), "RATE_LIMITS_ENABLED": "false", "BOARD": args.board,
+            "STATE_DIR": str(state), "BOARD": args.board,
+            # limits on (buckets are a growth source to watch), generous enough for the mix
+            "RATE_LIMITS_ENABLED": "true", "USER_RATE_LIMIT_COUNT": "1000",
             "RAY_SERVE_HAPROXY_STATS_PORT": str(args.port + 104),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(args.port + 1101)}
 
