@@ -142,7 +142,10 @@ async def soak(args: argparse.Namespace, settings: Settings, root_pid: int | Non
         tokens = {u: issue_token(settings, u, u, region_of(i), ttl_seconds=int(args.minutes * 60) + 3600)
                   for i, u in enumerate(users)}
         load = Load(host, port, tokens, parse_mix(args.mix), args.idem_share)
-        await load.seed(min(args.connections, 16))
+        seeded = await load.seed(min(args.connections, 16))
+        print(f"seed: {seeded.summary()}")
+        if seeded.total_ok < len(users):
+            return [f"seed: only {seeded.total_ok} of {len(users)} players could be written"]
         sampler = Sampler(root_pid, redis, pg, keys.prefix)
         start, cpu0 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
         await sampler.sample(0.0)

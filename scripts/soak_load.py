@@ -129,17 +129,24 @@ class Load:
         self._rand = random.Random(1)
         self._seq = itertools.count()
 
-    async def seed(self, connections: int) -> None:
-        """One write per player, so every rank read finds its user."""
+    async def seed(self, connections: int, attempts: int = 30) -> Tally:
+        """One write per player, so every rank read finds its user; a refused one is retried
+        (a second apart) as the service may still be settling: the seed's own tally."""
         queue = list(self.users)
 
         async def worker() -> None:
             conn = Conn(self.host, self.port)
             while queue:
-                await self._send(conn, "write", queue.pop())
+                user = queue.pop()
+                for _ in range(attempts):
+                    if await self._send(conn, "write", user):
+                        break
+                    await asyncio.sleep(1)
             conn.close()
 
         await asyncio.gather(*(worker() for _ in range(connections)))
+        seeded, self.tally = self.tally, Tally()
+        return seeded
 
     async def run(self, rate: float, seconds: float, connections: int) -> None:
         """The mix at ``rate`` requests/s for ``seconds``."""
@@ -160,7 +167,7 @@ class Load:
 
         await asyncio.gather(*(worker() for _ in range(connections)))
 
-    async def _send(self, conn: Conn, op: str, user: str) -> None:
+    async def _send(self, conn: Conn, op: str, user: str) -> bool:
         method, path, body, headers = self._request(op, user)
         t0 = time.perf_counter()
         try:
@@ -170,9 +177,10 @@ class Load:
         self.tally.latencies.append(time.perf_counter() - t0)
         if status == 200:
             self.tally.ok[op] += 1
-        else:
-            self.tally.failed[op] += 1
-            self.tally.reasons[f"{op} {status} {data[:80]!r}"] += 1
+            return True
+        self.tally.failed[op] += 1
+        self.tally.reasons[f"{op} {status} {data[:120]!r}"] += 1
+        return False
 
     def _request(self, op: str, user: str) -> tuple[str, str, bytes, dict[str, str]]:
         if op == "rank":

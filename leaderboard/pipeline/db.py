@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 
 import asyncpg
 
 from leaderboard.settings import Settings, StoreSettings
+
+log = logging.getLogger(__name__)
 
 UPSERT = """
 INSERT INTO leaderboard (user_id, name, region, score, version, reached, updated_at)
@@ -41,6 +44,9 @@ async def ensure_database(settings: StoreSettings) -> None:
         conn = await asyncpg.connect(settings.dsn())
     try:
         await conn.execute(schema_sql())
+        if await conn.fetchval("SHOW autovacuum") != "on":
+            log.warning("Postgres has autovacuum off: the leaderboard table grows with every "
+                        "score update (docs/operations.md); turn it on in postgresql.conf")
     finally:
         await conn.close()
 
