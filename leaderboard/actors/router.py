@@ -22,7 +22,11 @@ def shard_actor_name(settings: Settings, shard: str) -> str:
 
 
 def ensure_shards(settings: Settings) -> dict[str, Any]:
-    """Create (or find) one detached, restartable shard actor per shard, keyed by shard name."""
+    """Create (or find) one detached, restartable shard actor per shard, keyed by shard name.
+
+    Task events are off: every micro-batch is a call, and the GCS would keep each one's
+    events (docs/operations.md). Handles found by name or passed to Serve keep the setting.
+    """
     remote_cls = ray.remote(RegionShardActor)
     handles: dict[str, Any] = {}
     for shard in Topology.of(settings).all_shards():
@@ -35,6 +39,7 @@ def ensure_shards(settings: Settings) -> dict[str, Any]:
             max_task_retries=0,
             max_concurrency=1000,
             num_cpus=0,
+            enable_task_events=False,
             **placement_options(settings, region_of(shard)),
         ).remote(settings, shard)
     return handles

@@ -137,7 +137,11 @@ async def ensure_database(settings: StoreSettings) -> list[int]:
             await admin.close()
         conn = await asyncpg.connect(settings.dsn())
     try:
-        return await migrate(conn)
+        applied = await migrate(conn)
+        if await conn.fetchval("SHOW autovacuum") != "on":
+            log.warning("Postgres has autovacuum off: the leaderboard table grows with every "
+                        "score update (docs/operations.md); turn it on in postgresql.conf")
+        return applied
     finally:
         await conn.close()
 

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 Dead = tuple[Delivery, str]
 # Postgres refusing the data itself (not an outage): retrying cannot help
+# Dead letters are alerted (/health, check_queue) and bounded: if every event failed, the
+# stream would otherwise grow at the write rate. Redis still holds those writes (reconcile).
+DEAD_MAXLEN = 100_000
 POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 Event = TypeVar("Event", ScoreEvent, StoredEvent)
 
@@ -71,6 +74,8 @@ class StreamWriter:
     With ``fold`` (the instance is not GLOBAL's), each batch is also folded into GLOBAL before
     it is acknowledged: the safety net behind the shards' own fold.
     """
+
+    dead_maxlen = DEAD_MAXLEN  # about: Redis trims whole nodes (~100 entries) at a time
 
     def __init__(
         self,
@@ -239,7 +244,8 @@ class StreamWriter:
                 shard = d.stream.rsplit(":", 1)[-1]
                 fields = wire.named(d.fields or {})  # by name, whichever form the entry had
                 fields.update({"_error": reason, "_source_id": d.entry_id})
-                pipe.xadd(self._keys.dead(shard), fields)  # type: ignore[arg-type]
+                pipe.xadd(self._keys.dead(shard), fields,  # type: ignore[arg-type]
+                          maxlen=self.dead_maxlen, approximate=True)
             await pipe.execute()
         self.stats.dead_lettered += len(dead)
         log.error("%s: %d malformed events moved to dead-letter streams", self._consumer, len(dead))

@@ -13,6 +13,10 @@ THROUGHPUT = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
 }
 
+# The GCS keeps the last N tasks' events (Ray's default 100,000: ~300 MiB on the head node);
+# hot actors turn theirs off (docs/operations.md), this bounds whatever else records them.
+TASK_EVENTS = {"RAY_task_events_max_num_task_in_gcs": "10000"}
+
 
 def haproxy_dir(http_port: int) -> Path:
     """HAProxy's files for the instance on ``http_port``.
@@ -31,6 +35,7 @@ def serve_env(
     d = haproxy_dir(http_port) if files is None else files
     return {
         **THROUGHPUT,
+        **TASK_EVENTS,
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(d / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(d / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(d),

@@ -126,6 +126,20 @@ async def test_malformed_event_goes_to_dead_letter_and_rest_is_stored(
     assert await redis.xlen(keys.stream("EU")) == 0
 
 
+async def test_dead_letter_streams_are_bounded(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    keys = Keys(settings.board)
+    writer = make_writer(settings, redis, pg, "w-dlq-bound")
+    writer.dead_maxlen = 100
+    await writer.start()
+    for i in range(1000):
+        await redis.xadd(keys.stream("EU"), {"user_id": f"bad{i}", "score": "1.5"})
+    assert await drain(writer, 50) == 1000
+    assert 100 <= await redis.xlen(keys.dead("EU")) < 300  # trimmed, newest kept
+    assert (await redis.xrevrange(keys.dead("EU"), count=1))[0][1]["user_id"] == "bad999"
+
+
 async def test_writer_recreates_groups_after_redis_lost_its_data(
     settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
 ) -> None:
