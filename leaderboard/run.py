@@ -28,9 +28,9 @@ def load_settings() -> Settings:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = load_settings()
-    from leaderboard.serve.ray_env import apply_serve_env
+    from leaderboard.serve.ray_env import LOOPBACK, apply_serve_env
 
-    apply_serve_env(settings.port)
+    apply_serve_env(settings.port, one_machine=True)  # Ray's ports on loopback, whatever HOST is
     import ray
     from ray import serve
 
@@ -44,6 +44,7 @@ def main() -> None:
         address="local",  # a new local instance, never a cluster already running here
         num_cpus=settings.local_ray_cpus,
         include_dashboard=False,
+        _node_ip_address=LOOPBACK,
         namespace=settings.ray_namespace,
         logging_level=logging.WARNING,
     )
