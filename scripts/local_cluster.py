@@ -6,7 +6,10 @@ Redis, Postgres and JWT_SECRET first)
 
 Every Ray process of this cluster has the cluster's own temp dir (``/tmp/lb-cluster-<port>``) on its
 command line, so teardown stops exactly those processes: ``ray stop`` would stop every Ray on
-the machine. ``RAY_AUTH_MODE`` is exported to every process (``disabled`` unless set).
+the machine. Ray's token authentication is on for every process (``RAY_AUTH_MODE=token``, the
+token in ``$STATE_DIR/ray_auth_token`` unless ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH`` say
+otherwise). Every node's address is 127.0.0.1, so every port listens on loopback only;
+``--smoke`` fails if one does not (``ALLOWED_OFF_LOOPBACK`` names the exceptions: none).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -28,8 +32,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from leaderboard.exposure import listeners, off_loopback, with_descendants
 from leaderboard.serve.config import SERVE_CONFIG, problems, read
-from leaderboard.serve.ray_env import serve_env
+from leaderboard.serve.ray_env import ONE_MACHINE, REPLICA_BIND, serve_env
 from leaderboard.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +42,8 @@ RAY = str(ROOT / ".venv" / "bin" / "ray")
 SERVE = str(ROOT / ".venv" / "bin" / "serve")
 PORT_RANGE = range(21000, 22000)
 WORKERS = {"eu": "region=eu", "asia": "region=asia"}
+# Ports that may listen off loopback on this one-machine cluster (docs/deploy.md, Ports): none.
+ALLOWED_OFF_LOOPBACK: dict[int, str] = {}
 
 
 def log(msg: str) -> None:
@@ -70,7 +77,7 @@ class Cluster:
     def __post_init__(self) -> None:
         self.gcs, self.dashboard, self.client = self.ports[:3]
         self.temp_dir = Path(f"/tmp/lb-cluster-{self.gcs}")  # short: Ray builds socket paths under it
-        self.env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+        self.env = {**os.environ, **auth_env()}
         self.env.pop("RAY_ADDRESS", None)
 
     @property
@@ -87,6 +94,9 @@ class Cluster:
         _, _, _, stats, metrics = self.node_ports(index)
         env = {**self.env, **serve_env(self.http_port, stats_port=stats, metrics_port=metrics,
                                        files=self.temp_dir / "ha")}
+        # the head's address is 127.0.0.1 (Ray's one-machine switch: workers cannot use it, it
+        # refuses to join a cluster); a worker takes the address it reaches the head from
+        env.update(ONE_MACHINE if index == 0 else REPLICA_BIND)
         if index > 0:  # every node's HAProxy needs a port of its own on one machine
             env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(http_port)
         for key in serve_env(self.http_port):  # set in the caller's environment: that wins
@@ -96,9 +106,34 @@ class Cluster:
 
     def node_args(self, index: int) -> list[str]:
         listen, grpc, metrics, _, _ = self.node_ports(index)
-        return [f"--temp-dir={self.temp_dir}", "--node-ip-address=127.0.0.1",
+        return [f"--temp-dir={self.temp_dir}",
                 f"--dashboard-agent-listen-port={listen}", f"--dashboard-agent-grpc-port={grpc}",
                 f"--metrics-export-port={metrics}", "--num-cpus=2", "--disable-usage-stats"]
+
+
+def auth_env() -> dict[str, str]:
+    """Ray's token authentication for every process of the cluster, with one token."""
+    mode = os.environ.get("RAY_AUTH_MODE", "token")
+    if mode != "token" or os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return {"RAY_AUTH_MODE": mode}
+    path = Path(os.environ.get("STATE_DIR", ".data")).resolve() / "ray_auth_token"
+    if not path.exists() or not path.read_text().strip():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))  # what `ray get-auth-token --generate` makes
+        log(f"generated Ray's auth token in {path} (kept across restarts)")
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
+
+
+def check_listening(c: Cluster) -> None:
+    """Every socket of the cluster's processes on loopback (but ``ALLOWED_OFF_LOOPBACK``)."""
+    found = listeners(with_descendants(p.pid for p in ours(c.temp_dir)))
+    bad = off_loopback(found, ALLOWED_OFF_LOOPBACK)
+    for s in bad:
+        log(f"listening off loopback: {s}")
+    if bad:
+        raise SystemExit(f"local-cluster: {len(bad)} of {len(found)} listening sockets off loopback")
+    log(f"listening: {len(found)} sockets, all on loopback")
 
 
 def run(cmd: list[str], env: dict[str, str], timeout: float = 120) -> None:
@@ -228,6 +263,7 @@ def main() -> None:
         log(f"healthy on every node after {time.monotonic() - began:.1f}s: {', '.join(urls)}")
         if args.smoke:
             smoke(urls)
+            check_listening(c)
         else:
             log("Ctrl-C stops it all")
             stopping.wait()
