@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import threading
@@ -28,9 +29,11 @@ def load_settings() -> Settings:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = load_settings()
+    from leaderboard.serve.ray_auth import token_env
     from leaderboard.serve.ray_env import LOOPBACK, apply_serve_env
 
     apply_serve_env(settings.port, one_machine=True)  # Ray's ports on loopback, whatever HOST is
+    os.environ.update(token_env(settings.state_dir))  # Ray's token auth, token file readable by us only
     import ray
     from ray import serve
 

@@ -7,8 +7,7 @@ Redis, Postgres and JWT_SECRET first)
 Every Ray process of this cluster has the cluster's own temp dir (``/tmp/lb-cluster-<port>``) on its
 command line, so teardown stops exactly those processes: ``ray stop`` would stop every Ray on
 the machine. Ray's token authentication is on for every process (``RAY_AUTH_MODE=token``, the
-token in ``$STATE_DIR/ray_auth_token`` unless ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH`` say
-otherwise). Every node's address is 127.0.0.1, so every port listens on loopback only;
+token in ``$STATE_DIR/ray_auth_token`` unless ``RAY_AUTH_*`` variables say otherwise). Every node's address is 127.0.0.1, so every port listens on loopback only;
 ``--smoke`` fails if one does not (``ALLOWED_OFF_LOOPBACK`` names the exceptions: none).
 """
 
@@ -17,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -34,6 +32,7 @@ import psutil
 
 from leaderboard.exposure import listeners, off_loopback, with_descendants
 from leaderboard.serve.config import SERVE_CONFIG, problems, read
+from leaderboard.serve.ray_auth import token_env
 from leaderboard.serve.ray_env import ONE_MACHINE, REPLICA_BIND, serve_env
 from leaderboard.settings import Settings
 
@@ -77,7 +76,7 @@ class Cluster:
     def __post_init__(self) -> None:
         self.gcs, self.dashboard, self.client = self.ports[:3]
         self.temp_dir = Path(f"/tmp/lb-cluster-{self.gcs}")  # short: Ray builds socket paths under it
-        self.env = {**os.environ, **auth_env()}
+        self.env = {**os.environ, **token_env(os.environ.get("STATE_DIR", ".data"))}
         self.env.pop("RAY_ADDRESS", None)
 
     @property
@@ -111,20 +110,6 @@ class Cluster:
                 f"--metrics-export-port={metrics}", "--num-cpus=2", "--disable-usage-stats"]
 
 
-def auth_env() -> dict[str, str]:
-    """Ray's token authentication for every process of the cluster, with one token."""
-    mode = os.environ.get("RAY_AUTH_MODE", "token")
-    if mode != "token" or os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
-        return {"RAY_AUTH_MODE": mode}
-    path = Path(os.environ.get("STATE_DIR", ".data")).resolve() / "ray_auth_token"
-    if not path.exists() or not path.read_text().strip():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))  # what `ray get-auth-token --generate` makes
-        log(f"generated Ray's auth token in {path} (kept across restarts)")
-    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
-
-
 def check_listening(c: Cluster) -> None:
     """Every socket of the cluster's processes on loopback (but ``ALLOWED_OFF_LOOPBACK``)."""
     found = listeners(with_descendants(p.pid for p in ours(c.temp_dir)))
@@ -147,6 +132,7 @@ def start(c: Cluster, worker_ports: dict[str, int]) -> None:
     """Head, then the labelled workers, then Serve (HTTP on 127.0.0.1) and the app."""
     c.temp_dir.mkdir(parents=True, exist_ok=True)
     log(f"head: Ray on 127.0.0.1:{c.gcs}, dashboard {c.dashboard_url}, temp dir {c.temp_dir}")
+    log(f"Ray token authentication: {c.env['RAY_AUTH_MODE']} on every node")
     run([RAY, "start", "--head", f"--port={c.gcs}", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={c.dashboard}", f"--ray-client-server-port={c.client}",
          *c.node_args(0)], c.node_env(0, c.http_port))
