@@ -1,0 +1,42 @@
+"""Ray's and Serve's own command lines, with 127.0.0.1 as this machine's Ray address.
+
+Ray on Linux replaces a loopback address (``ray start --node-ip-address=127.0.0.1``, or the
+head's ``--address=127.0.0.1:PORT`` a worker joins) with the address of the default route
+(``ray._private.services.resolve_ip_for_localhost``): the nodes would then listen on every
+interface and the workers look for the head there. Its one-machine switch
+(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) keeps 127.0.0.1 but refuses worker nodes. This runs the
+unchanged CLI with that one lookup answering 127.0.0.1, for ``scripts/local-cluster``.
+
+Usage: ray_loopback.py ray start ... | ray_loopback.py serve start ...
+"""
+
+from __future__ import annotations
+
+import sys
+
+import ray._private.worker
+from ray._private import services
+
+LOOPBACK = "127.0.0.1"
+
+
+def node_ip_address(address: str | None = None) -> str:
+    """This process's node address once connected, else 127.0.0.1 (never the default route's)."""
+    node = ray._private.worker._global_node
+    return str(node.node_ip_address) if node is not None else LOOPBACK
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("ray", "serve"):
+        raise SystemExit(__doc__)
+    services.get_node_ip_address = node_ip_address
+    tool, sys.argv = sys.argv[1], [sys.argv[1], *sys.argv[2:]]
+    if tool == "ray":
+        from ray.scripts.scripts import main as cli
+    else:
+        from ray.serve.scripts import cli
+    sys.exit(cli())  # type: ignore[no-untyped-call]
+
+
+if __name__ == "__main__":
+    main()
