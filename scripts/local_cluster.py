@@ -35,7 +35,7 @@ import psutil
 from leaderboard.exposure import listeners, off_loopback, with_descendants
 from leaderboard.serve.config import SERVE_CONFIG, problems, read
 from leaderboard.serve.ray_auth import token_env
-from leaderboard.serve.ray_env import REPLICA_BIND, serve_env
+from leaderboard.serve.ray_env import ONE_MACHINE, serve_env
 from leaderboard.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ class Cluster:
         _, _, _, stats, metrics = self.node_ports(index)
         env = {**self.env, **serve_env(self.http_port, stats_port=stats, metrics_port=metrics,
                                        files=self.temp_dir / "ha")}
-        env.update(REPLICA_BIND)
+        env.update(ONE_MACHINE)  # every process of the node takes 127.0.0.1 as itself
         if index > 0:  # every node's HAProxy needs a port of its own on one machine
             env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(http_port)
         for key in serve_env(self.http_port):  # set in the caller's environment: that wins
