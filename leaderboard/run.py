@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import threading
@@ -25,18 +26,31 @@ def load_settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def prepare_ray_env(settings: Settings) -> None:
+    """Before Ray is imported: Serve's settings, Ray's ports on loopback whatever ``HOST`` is, and
+    Ray's token authentication with a token file readable by us only."""
+    from leaderboard.serve.ray_auth import token_env
+    from leaderboard.serve.ray_env import apply_serve_env
+
+    try:
+        apply_serve_env(settings.port, one_machine=True)
+    except ValueError as exc:  # METRICS_HOST
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    os.environ.update(token_env(settings.state_dir))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = load_settings()
-    from leaderboard.serve.ray_env import apply_serve_env
-
-    apply_serve_env(settings.port)
+    prepare_ray_env(settings)
     import ray
     from ray import serve
 
     from leaderboard.pipeline.db import ensure_database
     from leaderboard.serve.app import build_app
     from leaderboard.serve.config import load
+    from leaderboard.serve.ray_env import LOOPBACK
 
     asyncio.run(ensure_database(settings))
     config = load()
@@ -44,6 +58,7 @@ def main() -> None:
         address="local",  # a new local instance, never a cluster already running here
         num_cpus=settings.local_ray_cpus,
         include_dashboard=False,
+        _node_ip_address=LOOPBACK,
         namespace=settings.ray_namespace,
         logging_level=logging.WARNING,
     )

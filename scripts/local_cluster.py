@@ -6,7 +6,11 @@ Redis, Postgres and JWT_SECRET first)
 
 Every Ray process of this cluster has the cluster's own temp dir (``/tmp/lb-cluster-<port>``) on its
 command line, so teardown stops exactly those processes: ``ray stop`` would stop every Ray on
-the machine. ``RAY_AUTH_MODE`` is exported to every process (``disabled`` unless set).
+the machine. Ray's token authentication is on for every process (``RAY_AUTH_MODE=token``, the
+token in ``$STATE_DIR/ray_auth_token`` unless ``RAY_AUTH_*`` variables say otherwise). Every
+node's address is 127.0.0.1 (``ray`` and ``serve`` run through scripts/ray_loopback.py), so every
+port listens on loopback only; ``--smoke`` fails if one does not (``ALLOWED_OFF_LOOPBACK`` names
+the exceptions: none).
 """
 
 from __future__ import annotations
@@ -28,15 +32,21 @@ from pathlib import Path
 import httpx
 import psutil
 
+from leaderboard.exposure import listeners, off_loopback, with_descendants
 from leaderboard.serve.config import SERVE_CONFIG, problems, read
-from leaderboard.serve.ray_env import serve_env
+from leaderboard.serve.ray_auth import token_env
+from leaderboard.serve.ray_env import ONE_MACHINE, serve_env
 from leaderboard.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-RAY = str(ROOT / ".venv" / "bin" / "ray")
-SERVE = str(ROOT / ".venv" / "bin" / "serve")
+# Ray's and Serve's CLIs with 127.0.0.1 as the nodes' address (scripts/ray_loopback.py)
+LOOPBACK_CLI = [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "ray_loopback.py")]
+RAY = [*LOOPBACK_CLI, "ray"]
+SERVE = [*LOOPBACK_CLI, "serve"]
 PORT_RANGE = range(21000, 22000)
 WORKERS = {"eu": "region=eu", "asia": "region=asia"}
+# Ports that may listen off loopback on this one-machine cluster (docs/deploy.md, Ports): none.
+ALLOWED_OFF_LOOPBACK: dict[int, str] = {}
 
 
 def log(msg: str) -> None:
@@ -70,7 +80,7 @@ class Cluster:
     def __post_init__(self) -> None:
         self.gcs, self.dashboard, self.client = self.ports[:3]
         self.temp_dir = Path(f"/tmp/lb-cluster-{self.gcs}")  # short: Ray builds socket paths under it
-        self.env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+        self.env = {**os.environ, **token_env(os.environ.get("STATE_DIR", ".data"))}
         self.env.pop("RAY_ADDRESS", None)
 
     @property
@@ -87,6 +97,7 @@ class Cluster:
         _, _, _, stats, metrics = self.node_ports(index)
         env = {**self.env, **serve_env(self.http_port, stats_port=stats, metrics_port=metrics,
                                        files=self.temp_dir / "ha")}
+        env.update(ONE_MACHINE)  # every process of the node takes 127.0.0.1 as itself
         if index > 0:  # every node's HAProxy needs a port of its own on one machine
             env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(http_port)
         for key in serve_env(self.http_port):  # set in the caller's environment: that wins
@@ -101,29 +112,41 @@ class Cluster:
                 f"--metrics-export-port={metrics}", "--num-cpus=2", "--disable-usage-stats"]
 
 
+def check_listening(c: Cluster) -> None:
+    """Every socket of the cluster's processes on loopback (but ``ALLOWED_OFF_LOOPBACK``)."""
+    found = listeners(with_descendants(p.pid for p in ours(c.temp_dir)))
+    bad = off_loopback(found, ALLOWED_OFF_LOOPBACK)
+    for s in bad:
+        log(f"listening off loopback: {s}")
+    if bad:
+        raise SystemExit(f"local-cluster: {len(bad)} of {len(found)} listening sockets off loopback")
+    log(f"listening: {len(found)} sockets, all on loopback")
+
+
 def run(cmd: list[str], env: dict[str, str], timeout: float = 120) -> None:
     result = subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
-        raise SystemExit(f"local-cluster: failed: {' '.join(cmd[:3])} ... (exit {result.returncode})")
+        raise SystemExit(f"local-cluster: failed: {' '.join(cmd[1:5])} ... (exit {result.returncode})")
 
 
 def start(c: Cluster, worker_ports: dict[str, int]) -> None:
     """Head, then the labelled workers, then Serve (HTTP on 127.0.0.1) and the app."""
     c.temp_dir.mkdir(parents=True, exist_ok=True)
     log(f"head: Ray on 127.0.0.1:{c.gcs}, dashboard {c.dashboard_url}, temp dir {c.temp_dir}")
-    run([RAY, "start", "--head", f"--port={c.gcs}", "--dashboard-host=127.0.0.1",
+    log(f"Ray token authentication: {c.env['RAY_AUTH_MODE']} on every node")
+    run([*RAY, "start", "--head", f"--port={c.gcs}", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={c.dashboard}", f"--ray-client-server-port={c.client}",
          *c.node_args(0)], c.node_env(0, c.http_port))
     for i, (name, labels) in enumerate(WORKERS.items(), start=1):
         log(f"worker {name}: labels {labels}, HTTP on 127.0.0.1:{worker_ports[name]}")
-        run([RAY, "start", f"--address=127.0.0.1:{c.gcs}", f"--labels={labels}",
+        run([*RAY, "start", f"--address=127.0.0.1:{c.gcs}", f"--labels={labels}",
              *c.node_args(i)], c.node_env(i, worker_ports[name]))
     log(f"serve start (HTTP 127.0.0.1:{c.http_port}, a proxy on every node with a replica)")
-    run([SERVE, "start", f"--address=127.0.0.1:{c.gcs}", "--http-host=127.0.0.1",
+    run([*SERVE, "start", f"--address=127.0.0.1:{c.gcs}", "--http-host=127.0.0.1",
          f"--http-port={c.http_port}", "--proxy-location=EveryNode"], c.env)
     log(f"serve deploy {SERVE_CONFIG.name}")
-    run([SERVE, "deploy", str(SERVE_CONFIG), f"--address={c.dashboard_url}"], c.env)
+    run([*SERVE, "deploy", str(SERVE_CONFIG), f"--address={c.dashboard_url}"], c.env)
 
 
 def wait_healthy(urls: list[str], timeout: float = 180) -> None:
@@ -183,7 +206,7 @@ def ours(temp_dir: Path) -> list[psutil.Process]:
 def stop(c: Cluster, keep_logs: bool) -> None:
     """Serve first (replicas drain, HAProxies stop), then exactly this cluster's processes."""
     log("stopping")
-    subprocess.run([SERVE, "shutdown", "-y", f"--address={c.dashboard_url}"], env=c.env,
+    subprocess.run([*SERVE, "shutdown", "-y", f"--address={c.dashboard_url}"], env=c.env,
                    timeout=120, capture_output=True, check=False)
     procs = ours(c.temp_dir)
     for p in procs:
@@ -228,6 +251,7 @@ def main() -> None:
         log(f"healthy on every node after {time.monotonic() - began:.1f}s: {', '.join(urls)}")
         if args.smoke:
             smoke(urls)
+            check_listening(c)
         else:
             log("Ctrl-C stops it all")
             stopping.wait()

@@ -16,13 +16,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import asyncpg
 import redis
 
 from leaderboard.pipeline.db import ensure_database
 from leaderboard.settings import StoreSettings
+from leaderboard.shards import redacted
 
 LOCAL = {"127.0.0.1", "localhost", "::1", ""}
 
@@ -39,6 +40,26 @@ def redis_up(url: str) -> bool:
         return False
 
 
+def quoted(value: object) -> str:
+    """A value for a redis.conf line, whatever characters it holds."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def redis_config(url: str, d: Path) -> str:
+    """redis-server's configuration, password included: given on stdin, never in ``ps``."""
+    u = urlparse(url)
+    lines = [f"port {u.port or 6379}", "bind 127.0.0.1", "daemonize yes", f"dir {quoted(d)}",
+             "appendonly yes", "appendfsync everysec", 'save ""', f"pidfile {quoted(d / 'redis.pid')}",
+             f"logfile {quoted(d / 'redis.log')}"]
+    if u.password:
+        password = unquote(u.password)
+        if u.username and unquote(u.username) != "default":
+            lines.append(f"user {quoted(unquote(u.username))} on {quoted('>' + password)} ~* &* +@all")
+        else:
+            lines.append(f"requirepass {quoted(password)}")
+    return "\n".join(lines) + "\n"
+
+
 def start_redis(url: str, state: Path) -> str:
     u = urlparse(url)
     if (u.hostname or "") not in LOCAL:
@@ -49,16 +70,10 @@ def start_redis(url: str, state: Path) -> str:
              "(Debian: apt-get install redis-server), or set REDIS_URL")
     d = state / "redis"
     d.mkdir(parents=True, exist_ok=True)
-    port = str(u.port or 6379)
-    subprocess.run(
-        [binary, "--port", port, "--bind", "127.0.0.1", "--daemonize", "yes", "--dir", str(d),
-         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-         "--pidfile", str(d / "redis.pid"), "--logfile", str(d / "redis.log")],
-        check=True,
-    )
+    subprocess.run([binary, "-"], input=redis_config(url, d), text=True, check=True)
     for _ in range(50):
         if redis_up(url):
-            print(f"services: started redis-server on 127.0.0.1:{port} (AOF everysec, {d})")
+            print(f"services: started redis-server on 127.0.0.1:{u.port or 6379} (AOF everysec, {d})")
             return f"redis {d / 'redis.pid'}"
         time.sleep(0.1)
     fail(f"redis-server did not answer; see {d / 'redis.log'}")
@@ -161,7 +176,7 @@ def main() -> None:
         with args.started_file.open("a") as f:
             f.writelines(s + "\n" for s in started)
     asyncio.run(ensure_database(store))
-    print(f"services: Redis {store.redis_url} and Postgres database {store.database_name()!r} ready")
+    print(f"services: Redis {redacted(store.redis_url)} and Postgres database {store.database_name()!r} ready")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,18 @@ import os
 import tempfile
 from pathlib import Path
 
+from leaderboard.serve.haproxy_launcher import write_launcher
+
 STATS_PORT, METRICS_PORT = 8404, 9101  # HAProxy's stats page and Prometheus endpoint
+LOOPBACK = "127.0.0.1"
+
+# Serve's replicas open their gRPC server on every interface: leaderboard/serve/replica_bind.py,
+# imported by every Ray worker, moves it to the node's address (one machine: loopback).
+REPLICA_BIND = {"RAY_preload_python_modules": "leaderboard.serve.replica_bind"}
+# One machine (`make run`): Ray's own switch for a single-machine node (its default on macOS and
+# Windows) makes 127.0.0.1 the node's address, and Ray binds every server it starts to the node's
+# address; without it Ray takes the address of the default route and listens on every interface.
+ONE_MACHINE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **REPLICA_BIND}
 
 THROUGHPUT = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -27,15 +38,21 @@ def haproxy_dir(http_port: int) -> Path:
     return Path(tempfile.gettempdir()) / f"lb-haproxy-{http_port}"
 
 
+def metrics_host() -> str:
+    """``METRICS_HOST``: where HAProxy's Prometheus endpoint listens (loopback unless set)."""
+    return os.environ.get("METRICS_HOST") or LOOPBACK
+
+
 def serve_env(
     http_port: int, *, stats_port: int = STATS_PORT, metrics_port: int = METRICS_PORT, files: Path | None = None
 ) -> dict[str, str]:
     """The throughput settings and HAProxy's files (in ``files``, by default the folder of
-    ``http_port``) and ports for the instance on ``http_port``."""
+    ``http_port``, where HAProxy's launcher is written) and ports for the instance on ``http_port``."""
     d = haproxy_dir(http_port) if files is None else files
     return {
         **THROUGHPUT,
         **TASK_EVENTS,
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(write_launcher(d, metrics_host())),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(d / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(d / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(d),
@@ -47,11 +64,17 @@ def serve_env(
     }
 
 
-def apply_serve_env(http_port: int, *, stats_port: int = STATS_PORT, metrics_port: int = METRICS_PORT) -> None:
-    """Set the throughput settings (unless already set) before Ray is imported or started."""
+def apply_serve_env(
+    http_port: int, *, stats_port: int = STATS_PORT, metrics_port: int = METRICS_PORT, one_machine: bool = False
+) -> None:
+    """Set the throughput settings (unless already set) before Ray is imported or started;
+    ``one_machine``: Ray's servers on loopback too (``make run``)."""
     haproxy_dir(http_port).mkdir(parents=True, exist_ok=True)
-    for key, value in serve_env(http_port, stats_port=stats_port, metrics_port=metrics_port).items():
+    env = serve_env(http_port, stats_port=stats_port, metrics_port=metrics_port)
+    for key, value in {**env, **(ONE_MACHINE if one_machine else {})}.items():
         os.environ.setdefault(key, value)
+    # always the launcher: it runs the binary set before, if any
+    os.environ["RAY_SERVE_HAPROXY_BINARY_PATH"] = env["RAY_SERVE_HAPROXY_BINARY_PATH"]
 
 
 def main(argv: list[str]) -> None:
@@ -66,7 +89,8 @@ def main(argv: list[str]) -> None:
     stats, metrics = (args[1], args[2]) if len(args) >= 3 else (STATS_PORT, METRICS_PORT)
     haproxy_dir(port).mkdir(parents=True, exist_ok=True)
     for key, value in serve_env(port, stats_port=stats, metrics_port=metrics).items():
-        print(f"export {key}={shlex.quote(os.environ.get(key, value))}")
+        value = value if key == "RAY_SERVE_HAPROXY_BINARY_PATH" else os.environ.get(key, value)
+        print(f"export {key}={shlex.quote(value)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """scripts/local-cluster --smoke: three Ray nodes started with `ray start`, the app deployed with
-`serve deploy serve_config.yaml`, a sign-up, a write and a read through different nodes, and a
-teardown that leaves none of the cluster's processes behind."""
+`serve deploy serve_config.yaml`, a sign-up, a write and a read through different nodes, every
+listening socket of the cluster on loopback (the script checks it; ``ALLOWED_OFF_LOOPBACK`` in
+scripts/local_cluster.py names the exceptions), Ray's token authentication on, and a teardown
+that leaves none of the cluster's processes behind."""
 
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ def test_local_cluster_smoke_from_the_checkout() -> None:
     assert run.returncode == 0, out[-4000:]
     assert "smoke: ok" in out, out[-4000:]
     assert len(re.findall(r"/-/healthz: 200", out)) == 3, out[-4000:]  # head and both workers
+    assert "listening off loopback" not in out, out[-4000:]
+    assert re.search(r"listening: \d+ sockets, all on loopback", out), out[-4000:]
+    assert "Ray token authentication: token on every node" in out, out[-4000:]
     temp_dir = re.search(r"temp dir (/tmp/lb-cluster-\d+)", out)
     assert temp_dir, out[-4000:]
     left = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])

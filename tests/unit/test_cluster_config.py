@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,51 @@ def test_start_commands_export_serve_env_and_avoid_redis_port(name: str) -> None
         assert start.index("leaderboard.env") < start.index("ray start"), key
         assert "6390" in start and "6379" not in start, key
     assert any("serve deploy serve_config.yaml" in c for c in doc["head_start_ray_commands"])
+
+
+def start_commands(name: str) -> list[str]:
+    doc = cluster(name)
+    return [next(c for c in doc[key] if "ray start" in c)
+            for key in ("head_start_ray_commands", "worker_start_ray_commands")]
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_ray_token_auth_on_every_node_with_one_token(name: str) -> None:
+    for start in start_commands(name):
+        ray_start = start.index("ray start")
+        assert -1 < start.find("export RAY_AUTH_MODE=token") < ray_start, start
+        assert -1 < start.find('test -n "$RAY_AUTH_TOKEN"') < ray_start, start  # no token: no start
+        assert start.index("leaderboard.env") < start.index('test -n "$RAY_AUTH_TOKEN"'), start
+    assert "\nRAY_AUTH_TOKEN=" in (ROOT / "cluster.env.example").read_text()
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_private_endpoints_stay_off_the_world(name: str) -> None:
+    head, worker = start_commands(name)
+    assert "--dashboard-host=127.0.0.1" in head
+    for start in (head, worker):
+        assert "0.0.0.0" not in start, start
+        assert start.index("export METRICS_HOST=") < start.index("leaderboard.serve.ray_env"), start
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_every_fixed_port_is_in_the_port_table(name: str) -> None:
+    """docs/deploy.md section 5 lists each port the start commands and the Serve config pin."""
+    table = (ROOT / "docs" / "deploy.md").read_text()
+    table = table[table.index("## 5. Ports"):table.index("## 6.")]
+    pinned = {int(p) for start in start_commands(name) for p in re.findall(r"-port=(\d+)", start)}
+    pinned |= {read()["http_options"]["port"], 8404, 9101}  # HAProxy's stats and metrics (ray_env)
+    listed = {int(p) for p in re.findall(r"^\| (\d+) \|", table, flags=re.MULTILINE)}
+    assert pinned <= listed, pinned - listed
+
+
+def test_aws_nodes_share_one_security_group_of_our_own() -> None:
+    """Ray's own group would open SSH to the world: every node type names the documented one."""
+    types = validated(cluster("cluster.yaml"))["available_node_types"]
+    groups = {tuple(t["node_config"].get("SecurityGroupIds", ())) for t in types.values()}
+    assert len(groups) == 1, groups
+    (group,) = groups
+    assert len(group) == 1 and group[0].startswith("sg-"), group
 
 
 def test_aws_worker_types_carry_region_labels() -> None:
