@@ -129,7 +129,7 @@ class Board:
         return score if self.order == "desc" else -score
 
     def row(self) -> dict[str, object]:
-        """The columns of the ``boards`` table (docs/boards-schema.sql) this board fills."""
+        """The columns of the ``boards`` table (migrations/0002_boards.sql) this board fills."""
         return {"id": self.id, "title": self.title, "sort_order": self.order,
                 "operator": self.operator,
                 "reset_seconds": self.reset if isinstance(self.reset, int) else None,

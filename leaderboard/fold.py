@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 from leaderboard.keys import FOLD_GLOBAL, FOLD_LAG_BUCKETS_US, Keys
 from leaderboard.settings import GLOBAL
 
-FoldRow = Sequence[str | int]  # user_id, name, region, score, version, reached, ts
+# user_id, name, region, score, version, reached, ts (a StoredEvent's further fields are unused)
+FoldRow = Sequence[str | int]
 
 
 class GlobalFold:
@@ -35,7 +36,7 @@ class GlobalFold:
         k = self._keys
         args: list[str | int] = [k.prefix, source]
         for row in rows:
-            args.extend(row)
+            args.extend(row[:7])
         reply = await self._script(
             keys=[k.board(GLOBAL), k.clock, k.epoch, k.warming, k.fold_stats], args=args)
         return [-1 if r is None else int(r) for r in reply]

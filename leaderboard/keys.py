@@ -15,6 +15,12 @@ Layout for board B (only ``default`` today; seasons/boards fit as more B):
   lb:B:boards         HASH board id -> generation (the registry write scripts check)
   lb:B:boards:rev     INCR on every board create/delete (+ PUBLISH on the same name)
 
+Many boards (docs/boards.md, "Redis keys"): the namespace B above (the BOARD setting) holds any
+number of boards. Board b of generation g keeps season k's ZSETs and hashes under
+``lb:B:b:{b}:{g}:{k}:`` (``Keys.season``): its ``board:REGION`` and ``user:USER``. Per board:
+``lb:B:b:{b}:{g}:idem:U:KEY``, ``...:seasons`` (SET of the seasons with keys on the instance) and
+``...:freed``. Board ``default`` has one season, 1, whose keys are exactly the names above.
+
 With several Redis instances (REDIS_SHARDS) each instance holds the keys of its own regions
 (and its own clock, epoch and warming marker); GLOBAL's instance also holds, for users of the
 other instances, a copy of their hash (written by FOLD_GLOBAL) so GLOBAL reads find them.
@@ -34,9 +40,25 @@ MAX_VERSION = 2**53 - 1
 WRITERS_GROUP = "writers"
 
 
+DEFAULT_BOARD = "default"
+
+
+@dataclass(frozen=True)
+class SeasonKeys:
+    """Key names of one board's season: its region/GLOBAL ZSETs and user hashes."""
+
+    prefix: str
+
+    def board(self, region: str) -> str:
+        return f"{self.prefix}board:{region}"
+
+    def user(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}"
+
+
 @dataclass(frozen=True)
 class Keys:
-    """Key names of one board."""
+    """Key names of one namespace (the BOARD setting) and of the boards inside it."""
 
     board_name: str = "default"
 
@@ -62,8 +84,34 @@ class Keys:
     def region_bucket(self, region: str) -> str:
         return f"{self.prefix}bucket:region:{region}"
 
-    def idempotency(self, user_id: str, key: str) -> str:
-        return f"{self.prefix}idem:{user_id}:{key}"
+    def idempotency(self, user_id: str, key: str, board: str = DEFAULT_BOARD,
+                    generation: str = "") -> str:
+        """The first answer to an Idempotency-Key, per board (not per season)."""
+        return f"{self.board_prefix(board, generation)}idem:{user_id}:{key}"
+
+    def board_prefix(self, board: str, generation: str) -> str:
+        """``lb:N:b:{board}:{generation}:``; ``lb:N:`` for ``default`` (its legacy keys)."""
+        if board == DEFAULT_BOARD:
+            return self.prefix
+        if not generation:
+            raise ValueError(f"board {board!r} needs its generation")
+        return f"{self.prefix}b:{board}:{generation}:"
+
+    def season(self, board: str, generation: str, season: int) -> SeasonKeys:
+        """Season ``season`` of a board; ``default`` season 1 is today's ``board:``/``user:``."""
+        if board == DEFAULT_BOARD:
+            if season != 1:
+                raise ValueError("board default has one season, 1")
+            return SeasonKeys(self.prefix)
+        return SeasonKeys(f"{self.board_prefix(board, generation)}{season}:")
+
+    def seasons(self, board: str, generation: str) -> str:
+        """SET of a board's season numbers that have keys on this instance."""
+        return f"{self.board_prefix(board, generation)}seasons"
+
+    def freed(self, board: str, generation: str) -> str:
+        """Highest season of a board whose keys were freed on this instance."""
+        return f"{self.board_prefix(board, generation)}freed"
 
     def auth_bucket(self, scope: str) -> str:
         return f"{self.prefix}bucket:auth:{scope}"

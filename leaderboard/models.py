@@ -209,7 +209,7 @@ class Claims(BaseModel):
 
 
 class ScoreEvent(BaseModel):
-    """One write event on a shard stream, as the writers read it."""
+    """One write event on a shard stream, as the writers read it (no board: default, season 1)."""
 
     user_id: UserId
     name: Name
@@ -218,3 +218,5 @@ class ScoreEvent(BaseModel):
     version: Annotated[int, Field(ge=1)]
     reached: Annotated[int, Field(ge=1)]
     ts: Annotated[int, Field(ge=0)]
+    board: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "default"
+    season: Annotated[int, Field(ge=1)] = 1

@@ -110,7 +110,8 @@ async def _redis_side(
         report.users_in_redis += sum(1 for h in users.values()
                                      if "r" in boards(h["region"]) or h["region"] == GLOBAL)
         stored = {r["user_id"]: r["version"] for r in await pg.fetch(
-            "SELECT user_id, version FROM leaderboard WHERE user_id = ANY($1)", list(users))}
+            "SELECT user_id, version FROM leaderboard WHERE board = 'default' AND season = 1 "
+            "AND user_id = ANY($1)", list(users))}
         newer = [ScoreEvent(user_id=u, name=h["name"], region=h["region"], score=h["score"],
                             version=h["version"], reached=h["reached"], ts=h["updated_at"])
                  for u, h in users.items() if stored.get(u, 0) < int(h["version"])]

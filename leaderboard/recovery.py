@@ -39,10 +39,17 @@ redis.call('SET', KEYS[2], ARGV[1])
 return 1
 """
 
+# board default season 1 only, for now: other boards' current seasons come with their cache
 SELECT_CHUNK = """
 SELECT user_id, name, region, score, version, reached,
        (extract(epoch FROM updated_at) * 1000)::bigint AS ts
-FROM leaderboard WHERE user_id > $1 ORDER BY user_id LIMIT $2
+FROM leaderboard WHERE board = 'default' AND season = 1 AND user_id > $1
+ORDER BY user_id LIMIT $2
+"""
+CONFIRM = """
+SELECT u.board, u.season, u.user_id FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
+  AS u(board, season, user_id, version)
+JOIN leaderboard l USING (board, season, user_id) WHERE l.version >= u.version
 """
 
 
@@ -115,25 +122,34 @@ class Event:
     score: int
     version: int
     reached: int
+    board: str = "default"
+    season: int = 1
+
+    @property
+    def slot(self) -> tuple[str, int, str]:
+        return self.board, self.season, self.user_id
 
     def row(self) -> Row:
         return (self.user_id, self.name, self.region, self.score, self.version, self.reached,
                 self.version // 1000)
 
 
+Slot = tuple[str, int, str]  # board, season, user_id
+
+
 class Unstored:
-    """The latest write of each user that Postgres may not have yet."""
+    """The latest write of each user, per board and season, that Postgres may not have yet."""
 
     def __init__(self) -> None:
-        self._events: dict[str, Event] = {}
+        self._events: dict[Slot, Event] = {}
 
     def __len__(self) -> int:
         return len(self._events)
 
     def add(self, event: Event) -> None:
-        cur = self._events.get(event.user_id)
+        cur = self._events.get(event.slot)
         if cur is None or event.version > cur.version:
-            self._events[event.user_id] = event
+            self._events[event.slot] = event
 
     def events(self) -> list[Event]:
         return list(self._events.values())
@@ -143,14 +159,13 @@ class Unstored:
         if not self._events:
             return 0
         snapshot = dict(self._events)
-        rows = await pg.fetch(
-            "SELECT user_id, version FROM leaderboard WHERE user_id = ANY($1)", list(snapshot)
-        )
-        stored = {r["user_id"]: r["version"] for r in rows}
-        done = [u for u, e in snapshot.items() if stored.get(u, 0) >= e.version]
-        for user in done:
-            if self._events.get(user) is snapshot[user]:
-                del self._events[user]
+        events = list(snapshot.values())
+        rows = await pg.fetch(CONFIRM, [e.board for e in events], [e.season for e in events],
+                              [e.user_id for e in events], [e.version for e in events])
+        done = [(r["board"], r["season"], r["user_id"]) for r in rows]
+        for slot in done:
+            if self._events.get(slot) is snapshot[slot]:
+                del self._events[slot]
         return len(done)
 
 
@@ -201,7 +216,8 @@ class BoardGuard:
         return "rebuilt"
 
     async def _replay(self) -> None:
-        events = self._unstored.events()
+        # board default season 1 only: RESTORE does not take other boards' prefixes yet
+        events = [e for e in self._unstored.events() if e.slot[:2] == ("default", 1)]
         if events:
             n = await restore(self._redis, self._keys, [e.row() for e in events], self._stream,
                               self._boards)

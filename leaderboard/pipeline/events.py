@@ -6,6 +6,11 @@ it is the only value that may contain a space). Reading it costs a split and fou
 instead of a fourteen-string reply, a dict and a pydantic model per entry. Entries in the older
 form (``user_id``, ``name``, ``region``, ``score``, ``version``, ``reached``, ``ts``), still on a
 stream after an upgrade, are read as before.
+
+An event of another board than ``default`` or another season than 1 also carries a second field,
+``b``, holding ``board season`` (docs/boards.md). Its absence means board ``default`` season 1, so
+the default board's events are exactly what they were, and events written before boards existed
+read as theirs.
 """
 
 from __future__ import annotations
@@ -20,13 +25,16 @@ from leaderboard.models import ScoreEvent
 from leaderboard.settings import MAX_SCORE
 
 FIELD = "e"
-FIELDS = ("user_id", "name", "region", "score", "version", "reached", "ts")
+BOARD_FIELD = "b"
+FIELDS = ("user_id", "name", "region", "score", "version", "reached", "ts", "board", "season")
+_BOARD = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_SEASON = re.compile(r"[0-9]{1,18}")
 _USER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 
 
 class StoredEvent(NamedTuple):
-    """One write event, in the scripts' field order (also a fold row)."""
+    """One write event, in the scripts' field order (its first seven fields: a fold row)."""
 
     user_id: str
     name: str
@@ -35,6 +43,13 @@ class StoredEvent(NamedTuple):
     version: int
     reached: int
     ts: int
+    board: str = "default"
+    season: int = 1
+
+    @property
+    def slot(self) -> tuple[str, int, str]:
+        """What Postgres keys a row by: (board, season, user_id)."""
+        return self.board, self.season, self.user_id
 
 
 class BadEvent(ValueError):
@@ -44,6 +59,14 @@ class BadEvent(ValueError):
 def encode(e: StoredEvent) -> str:
     """The compact field's value (the write scripts build the same string in Lua)."""
     return f"{e.score} {e.version} {e.reached} {e.ts} {e.region} {e.user_id} {e.name}"
+
+
+def encode_fields(e: StoredEvent) -> dict[str, str]:
+    """The stream entry's fields: ``e``, plus ``b`` unless the event is board default season 1."""
+    fields = {FIELD: encode(e)}
+    if (e.board, e.season) != ("default", 1):
+        fields[BOARD_FIELD] = f"{e.board} {e.season}"
+    return fields
 
 
 def decode(fields: Mapping[str, str]) -> StoredEvent:
@@ -63,7 +86,21 @@ def decode(fields: Mapping[str, str]) -> StoredEvent:
         raise BadEvent("score, version, reached or ts out of range")
     if not _USER_ID.fullmatch(user_id) or not _NAME.fullmatch(name) or not 0 < len(region) <= 50:
         raise BadEvent("malformed user_id, name or region")
-    return StoredEvent(user_id, name, region, score, version, reached, ts)
+    board, season = _board(fields.get(BOARD_FIELD))
+    return StoredEvent(user_id, name, region, score, version, reached, ts, board, season)
+
+
+def _board(value: str | None) -> tuple[str, int]:
+    """The ``b`` field's board and season (absent: default, 1)."""
+    if value is None:
+        return "default", 1
+    parts = value.split(" ")
+    if len(parts) != 2 or not _BOARD.fullmatch(parts[0]) or not _SEASON.fullmatch(parts[1]):
+        raise BadEvent(f"malformed board and season: {value[:80]!r}")
+    season = int(parts[1])
+    if season < 1:
+        raise BadEvent("season out of range")
+    return parts[0], season
 
 
 def _legacy(fields: Mapping[str, str]) -> StoredEvent:
@@ -71,7 +108,8 @@ def _legacy(fields: Mapping[str, str]) -> StoredEvent:
         e = ScoreEvent.model_validate(fields)
     except ValidationError as exc:
         raise BadEvent(str(exc.errors(include_url=False))) from None
-    return StoredEvent(e.user_id, e.name, e.region, e.score, e.version, e.reached, e.ts)
+    return StoredEvent(e.user_id, e.name, e.region, e.score, e.version, e.reached, e.ts, e.board,
+                       e.season)
 
 
 def named(fields: Mapping[str, str]) -> dict[str, str]:
@@ -80,4 +118,7 @@ def named(fields: Mapping[str, str]) -> dict[str, str]:
         e = decode(fields)
     except BadEvent:
         return dict(fields)
-    return {name: str(value) for name, value in zip(FIELDS, e, strict=True)}
+    out = {name: str(value) for name, value in zip(FIELDS, e, strict=True)}
+    if e.slot[:2] == ("default", 1):
+        del out["board"], out["season"]
+    return out

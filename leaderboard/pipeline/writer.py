@@ -34,12 +34,14 @@ Event = TypeVar("Event", ScoreEvent, StoredEvent)
 
 
 def latest_per_user(events: Sequence[Event]) -> list[Event]:
-    """One event per user (the highest version), sorted by user_id so writers lock in one order."""
-    best: dict[str, Event] = {}
+    """One event per (board, season, user) (the highest version), sorted by that key so writers
+    lock rows in one order."""
+    best: dict[tuple[str, int, str], Event] = {}
     for ev in events:
-        cur = best.get(ev.user_id)
+        slot = (ev.board, ev.season, ev.user_id)
+        cur = best.get(slot)
         if cur is None or ev.version > cur.version:
-            best[ev.user_id] = ev
+            best[slot] = ev
     return [best[k] for k in sorted(best)]
 
 
@@ -56,7 +58,8 @@ def row(e: ScoreEvent | StoredEvent) -> StoredEvent:
     """An event in the scripts' field order."""
     if isinstance(e, StoredEvent):
         return e
-    return StoredEvent(e.user_id, e.name, e.region, e.score, e.version, e.reached, e.ts)
+    return StoredEvent(e.user_id, e.name, e.region, e.score, e.version, e.reached, e.ts, e.board,
+                       e.season)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Reads answered from Postgres while a board is warming (Redis lost its data, rebuild running).
 
 Same order as the Redis boards: score descending, then whoever reached the score first (the
-``reached`` version), then user_id descending; ranks are exact for what Postgres holds. The
-``(region, score DESC)`` and ``score DESC`` indexes serve top-N and the rank counts.
+``reached`` version), then user_id descending; ranks are exact for what Postgres holds. Board
+``default`` season 1 only for now (docs/boards.md, "Reads"); the ``(board, season, score)`` and
+``(board, season, region, score)`` indexes serve top-N and the rank counts.
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ ORDER = "ORDER BY score DESC, reached ASC, user_id DESC"
 AHEAD = "(score > $2 OR (score = $2 AND (reached < $3 OR (reached = $3 AND user_id > $4))))"
 
 
+LIVE = "board = 'default' AND season = 1"
+
+
 def _where(region: str, n: int) -> str:
     """Rows of a board: all of them for GLOBAL, one region otherwise (as parameter $n)."""
-    return "TRUE" if region == GLOBAL else f"region = ${n}"
+    return LIVE if region == GLOBAL else f"{LIVE} AND region = ${n}"
 
 
 def _entry(row: asyncpg.Record, rank: int) -> dict[str, Any]:
@@ -56,12 +60,13 @@ class PostgresRanks:
 
     async def _me(self, region: str, user_id: str) -> tuple[asyncpg.Record, int] | None:
         me = await self._pg.fetchrow(
-            "SELECT user_id, name, region, score, reached FROM leaderboard WHERE user_id = $1",
+            f"SELECT user_id, name, region, score, reached FROM leaderboard WHERE {LIVE} "
+            "AND user_id = $1",
             user_id)
         if me is None or (region != GLOBAL and me["region"] != region):
             return None
         params: list[Any] = [region, me["score"], me["reached"], user_id]
-        where = "TRUE" if region == GLOBAL else "region = $1"
+        where = LIVE if region == GLOBAL else f"{LIVE} AND region = $1"
         ahead = await self._pg.fetchval(
             f"SELECT count(*) FROM leaderboard WHERE ($1::text IS NOT NULL) AND {where} AND {AHEAD}",
             *params)

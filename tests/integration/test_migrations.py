@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -155,16 +154,18 @@ async def test_a_database_ahead_of_the_code_is_left_alone(fresh: Settings) -> No
         await conn.close()
 
 
-async def test_the_boards_draft_applies_on_a_version_1_database_with_rows(fresh: Settings) -> None:
-    """docs/boards-schema.sql (the future 0002) keeps existing rows as board default, season 1."""
-    draft = Path(__file__).parents[2].joinpath("docs", "boards-schema.sql").read_text()
-    await ensure_database(fresh)
+async def test_0002_boards_keeps_a_version_1_databases_rows_as_default_season_1(
+    fresh: Settings,
+) -> None:
+    """0002 applied after 0001 on a database with a row: the row becomes board default, season 1."""
+    await create_empty(fresh)
     conn = await asyncpg.connect(fresh.dsn())
     try:
+        await migrate(conn, migrations()[:1])
         await conn.execute("INSERT INTO leaderboard (user_id, name, region, score, version, reached)"
                            " VALUES ('alice', 'Alice', 'EU', 42, 7, 7)")
-        assert await migrate(conn, [*migrations(), Migration(len(migrations()) + 1, "boards",
-                                                             draft)]) == [len(migrations()) + 1]
+        assert await migrate(conn) == [2]
+        assert migrations()[1].name == "boards"
         row = await conn.fetchrow("SELECT board, season, user_id, score FROM leaderboard")
         assert row is not None and tuple(row) == ("default", 1, "alice", 42)
         stored = await conn.fetchrow("SELECT * FROM boards WHERE id = 'default'")
@@ -179,5 +180,11 @@ async def test_the_boards_draft_applies_on_a_version_1_database_with_rows(fresh:
         with pytest.raises(asyncpg.CheckViolationError):  # the id rule holds in Postgres too
             await conn.execute("INSERT INTO boards (id, title, start_at, generation) "
                                "VALUES ('Bad', 'x', now(), 'g')")
+        # the same user may hold a row per board and season (the new primary key)
+        await conn.execute("INSERT INTO leaderboard (board, season, user_id, name, region, score,"
+                           " version, reached) VALUES ('speed', 3, 'alice', 'Alice', 'EU', 1, 8, 8)")
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute("INSERT INTO leaderboard (user_id, name, region, score, version,"
+                               " reached) VALUES ('alice', 'A', 'EU', 1, 9, 9)")
     finally:
         await conn.close()

@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leaderboard.pipeline.events import FIELD, BadEvent, StoredEvent, decode, encode, named
+from leaderboard.pipeline.events import (
+    BOARD_FIELD,
+    FIELD,
+    BadEvent,
+    StoredEvent,
+    decode,
+    encode,
+    encode_fields,
+    named,
+)
 from leaderboard.settings import MAX_SCORE
 
 GOOD = StoredEvent("ann.1", "Ann  Lee ", "EU", -42, 1_700_000_000_000_001, 1_700_000_000_000_000,
@@ -55,3 +64,27 @@ def test_malformed_old_event_is_refused_and_kept_by_name() -> None:
     with pytest.raises(BadEvent):
         decode(bad)
     assert named(bad) == bad
+
+
+def test_default_board_season_1_events_are_the_one_field_form() -> None:
+    assert encode_fields(GOOD) == {FIELD: encode(GOOD)}
+    assert decode({FIELD: encode(GOOD)}).slot == ("default", 1, "ann.1")
+
+
+@given(board=st.from_regex(r"[a-z0-9][a-z0-9_-]{0,63}", fullmatch=True),
+       season=st.integers(1, 10**18 - 1))
+def test_board_and_season_round_trip(board: str, season: int) -> None:
+    e = GOOD._replace(board=board, season=season)
+    fields = encode_fields(e)
+    assert decode(fields) == e
+    if (board, season) != ("default", 1):
+        assert fields[BOARD_FIELD] == f"{board} {season}"
+        assert named(fields)["board"] == board and named(fields)["season"] == str(season)
+        assert decode(named(fields)) == e  # a dead letter's fields by name read back the same
+
+
+@pytest.mark.parametrize("value", ["", "speed", "speed 0", "speed -1", "Speed 1", "speed 1 2",
+                                   "speed x", "speed ²", "speed  1", f"{'b' * 65} 1"])
+def test_malformed_board_fields_are_refused(value: str) -> None:
+    with pytest.raises(BadEvent):
+        decode({FIELD: encode(GOOD), BOARD_FIELD: value})

@@ -75,3 +75,13 @@ def test_matches_reference(rows: list[tuple[str, int, int]]) -> None:
     out = latest_per_user(events)
     assert [(e.user_id, e.version, e.score) for e in out] == _reference(events)
     assert len({e.user_id for e in out}) == len(out)
+
+
+def test_one_event_per_board_and_season_of_a_user() -> None:
+    a1 = ScoreEvent(user_id="ann", name="A", region="EU", score=1, version=5, reached=5, ts=0)
+    a2 = a1.model_copy(update={"board": "speed", "season": 2, "version": 3})
+    a3 = a1.model_copy(update={"board": "speed", "season": 3, "version": 2})
+    old = a1.model_copy(update={"board": "speed", "season": 2, "version": 1})
+    out = latest_per_user([a3, old, a1, a2])
+    assert [(e.board, e.season, e.version) for e in out] == [
+        ("default", 1, 5), ("speed", 2, 3), ("speed", 3, 2)]

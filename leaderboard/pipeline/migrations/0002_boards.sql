@@ -1,8 +1,6 @@
--- DRAFT of leaderboard/pipeline/migrations/0002_boards.sql (see docs/boards.md, "Postgres").
--- Not in the migrations folder yet: it changes the leaderboard table's primary key, so today's
--- UPSERT (ON CONFLICT (user_id)) would fail. Move it there in the same commit that switches the
--- writer to ON CONFLICT (board, season, user_id). Checked by hand against PostgreSQL 15 on a
--- database made by 0001 with rows in it (they become board 'default', season 1).
+-- 0002: many boards with seasons (docs/boards.md, "Postgres"). The leaderboard table's primary
+-- key becomes (board, season, user_id) (the writers' UPSERT conflicts on it); the rows of a
+-- database made by 0001 become board 'default', season 1.
 
 -- The board definitions: the source of truth, cached by every process (docs/boards.md, "Cache").
 CREATE TABLE boards (
