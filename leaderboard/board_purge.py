@@ -89,7 +89,7 @@ async def purge(pg: Executes, instances: dict[str, aioredis.Redis], topology: To
         log.warning("board %s: streams not drained in %.0f s; purge postponed", board_id,
                     timeout_s)
         return False
-    pattern = f"{keys.prefix}b:{board_id}:{generation}:*"
+    pattern = f"{keys.board_prefix(board_id, generation)}*"
     removed = sum(await asyncio.gather(*(unlink_prefix(r, pattern) for r in instances.values())))
     await pg.execute("DELETE FROM leaderboard WHERE board = $1", board_id)
     await pg.execute("DELETE FROM season_archive WHERE board = $1", board_id)

@@ -25,13 +25,6 @@ WHERE id = $1 AND deleted_at IS NULL RETURNING generation
 """
 
 
-def season_key(ctx: Context, board: Board, season: int, region: str) -> str:
-    """A board's region ZSET in a season (``default`` keeps the seed's names)."""
-    if board.generation == "":
-        return ctx.keys.board(region)
-    return f"{ctx.keys.prefix}b:{board.id}:{board.generation}:{season}:board:{region}"
-
-
 async def describe(ctx: Context, board: Board) -> dict[str, Any]:
     """The board, its season now (by this host's clock) and the season's GLOBAL entries."""
     body = board.as_dict()
@@ -42,7 +35,8 @@ async def describe(ctx: Context, board: Board) -> dict[str, Any]:
     body["season"] = {"number": number, "started_at": format_rfc3339(started),
                       "ends_at": None if ends is None else format_rfc3339(ends)}
     try:
-        body["entries"] = int(await ctx.redis.zcard(season_key(ctx, board, number, "GLOBAL")))
+        season_keys = ctx.keys.season(board.id, board.generation, number)
+        body["entries"] = int(await ctx.redis.zcard(season_keys.board("GLOBAL")))
     except REDIS_DOWN as exc:
         raise Unavailable("Redis is unreachable") from exc
     return body
