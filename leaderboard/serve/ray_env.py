@@ -59,6 +59,11 @@ def serve_env(
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(d / "server-state"),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
+        # HAProxy's backup server (Serve's proxy actor): one per instance, so a request that
+        # arrives while the gateway is not up is never answered by another instance's app
+        # (8500/9500 for the service's 8000, Serve's defaults)
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(http_port + 500),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(http_port + 1500),
         # replicas otherwise drain for 30 s on shutdown, so Ctrl-C would take half a minute
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
     }
