@@ -286,7 +286,7 @@ def run(args: argparse.Namespace, redis_server: ThrowawayRedis) -> None:
     from leaderboard.pipeline.db import ensure_database
     from leaderboard.serve.app import build_app
     from leaderboard.serve.auth import issue_token
-    from leaderboard.serve.config import load
+    from leaderboard.serve.config import deployment_options, load
     from leaderboard.settings import Settings
 
     settings = Settings()  # type: ignore[call-arg]
@@ -298,7 +298,13 @@ def run(args: argparse.Namespace, redis_server: ThrowawayRedis) -> None:
     rows = []
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-        serve.run(build_app(settings), name="leaderboard", route_prefix="/",
+        # one replica of each, fixed: an autoscaler starting a replica mid-measurement would
+        # count its start-up (seconds of CPU) as background or as a request's cost
+        opts = deployment_options()
+        ranker = {k: v for k, v in opts["Ranker"].items() if k != "autoscaling_config"}
+        options = {"Ranker": {**ranker, "num_replicas": 1},
+                   "Gateway": {**opts["Gateway"], "num_replicas": 1}}
+        serve.run(build_app(settings, options), name="leaderboard", route_prefix="/",
                   logging_config=load().logging_config)
         base = f"http://127.0.0.1:{PORT}"
         wait_ready(base)
