@@ -4,18 +4,22 @@ LeaderboardError          base: status_code + code (+ Retry-After when retrying 
 ├── BadRequest            422 invalid input the models could not catch (e.g. region mismatch)
 ├── ScoreOutOfRange       422 a write would leave |score| > 2^53 - 1
 ├── KeyReused             422 an Idempotency-Key sent again with a different request
+├── OperatorMismatch      422 a delta to a best board, a score to an incr board
 ├── Unauthorized          401 missing, invalid or expired token; wrong credentials
 ├── Forbidden             403 a valid token without the role an endpoint needs
 ├── NotFound              404 user not on the board, or no such path
 ├── MethodNotAllowed      405 the path exists, not with this method
 ├── Conflict              409 user or entry already exists
+│   └── SeasonNotStarted  409 the board's first season starts later (Retry-After: until then)
 ├── PayloadTooLarge       413 a request body over the limit
 ├── TooManyRequests       429 base of the admission refusals; carries Retry-After
 │   ├── RateLimited       429 a token bucket is empty (scope user, region or auth)
 │   └── QueueFull         429 the shard's backlog reached QUEUE_REJECT_LENGTH
 └── Unavailable           503 Redis, Postgres, a shard actor or the ranking replicas cannot be
     │                         reached (Retry-After: 1)
-    └── Warming           503 the board is being rebuilt; this write needs the user's old score
+    ├── Warming           503 the board is being rebuilt; this write needs the user's old score
+    └── BoardChanged      503 the board was deleted or created again since this process
+                              cached it (Retry-After: 1; after the cache refresh: 404)
 
 Anything else raised while answering is a bug: 500 ``internal_error``, logged with its
 traceback, never "retry".
@@ -59,6 +63,11 @@ class KeyReused(LeaderboardError):
     code = "idempotency_key_reused"
 
 
+class OperatorMismatch(LeaderboardError):
+    status_code = 422
+    code = "operator_mismatch"
+
+
 class Unauthorized(LeaderboardError):
     status_code = 401
     code = "unauthorized"
@@ -89,6 +98,14 @@ class Forbidden(LeaderboardError):
 class Conflict(LeaderboardError):
     status_code = 409
     code = "conflict"
+
+
+class SeasonNotStarted(Conflict):
+    code = "season_not_started"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = max(1, retry_after_s)
 
 
 class PayloadTooLarge(LeaderboardError):
@@ -127,3 +144,7 @@ class Unavailable(LeaderboardError):
 
 class Warming(Unavailable):
     code = "warming"
+
+
+class BoardChanged(Unavailable):
+    code = "board_changed"

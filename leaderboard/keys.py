@@ -181,44 +181,91 @@ end
 
 # One score write, atomically: admission (backlog, token buckets), both boards, the user hash
 # and the stream event. Every check runs before the first write, so a refused write changes
-# nothing and an admitted one takes exactly one token from each bucket.
+# nothing and an admitted one takes exactly one token from each bucket. A write of board
+# default passes KEYS 1-10 and ARGV 1-13 only (season 1, today's keys); any other board also
+# passes KEYS 11-15 and ARGV 14-20, and the script picks its season by this instance's clock.
 WRITE_SCORE = _BUCKETS + """
--- KEYS: 1 user hash, 2 GLOBAL board, 3 region board (= KEYS[2] for GLOBAL users),
---       4 shard stream, 5 clock, 6 user bucket, 7 region bucket, 8 idempotency record,
---       9 epoch, 10 warming (while either says the board is incomplete, the rank is -1)
--- ARGV: 1 user_id, 2 name, 3 region, 4 mode (set|add|create), 5 value, 6 max |score|,
+-- KEYS: 1 user hash, 2 GLOBAL board, 3 region board (= KEYS[2] for GLOBAL users), all three of
+--       season k, 4 shard stream, 5 clock, 6 user bucket, 7 region bucket,
+--       8 idempotency record, 9 epoch, 10 warming (while either says the board is incomplete,
+--       the rank is -1); other boards: 11-13 as 1-3 in season k + 1, 14 registry,
+--       15 the board's seasons set
+-- ARGV: 1 user_id, 2 name, 3 region, 4 mode (set|add|create|best), 5 value, 6 max |score|,
 --       7 user capacity, 8 user refill per us, 9 region capacity, 10 region refill per us,
 --       11 backlog limit (capacity or limit 0: that check is off),
---       12 request fingerprint ('' = no idempotency key), 13 idempotency record ttl (s)
--- Returns {'ok', score, version, global rank (0-based), user tokens left (-1: no limit), reached},
---      {'replay', score, version, rank, -1} (the first answer to this idempotency key),
---      or {'exists'} / {'out_of_range'} / {'queue_full'} / {'rate_limited', scope, retry us}
---      / {'key_reused'} (same key, different request) / {'warming'} (an add or create for a user
---      not yet restored after Redis lost its data: the old score is only in Postgres).
-if ARGV[12] ~= '' then
-  local prev = redis.call('HMGET', KEYS[8], 'fp', 'score', 'version', 'rank')
-  if prev[1] then
-    if prev[1] ~= ARGV[12] then return {'key_reused'} end
-    return {'replay', prev[2], prev[3], tonumber(prev[4]), -1, '0'}
+--       12 request fingerprint ('' = no idempotency key), 13 idempotency record ttl (s);
+--       other boards: 14 board id, 15 generation, 16 order ('desc'|'asc'), 17 season k,
+--       18 start of k, 19 end of k, 20 end of k + 1 (µs; '' = no end)
+-- Returns {'ok', score, version, global rank (0-based), user tokens left (-1: no limit), reached,
+--      season, improved (1|0: a best write that did not improve wrote nothing)},
+--      {'replay', score, version, rank, -1, '0', season, improved} (the first answer to this
+--      idempotency key), or {'exists'} / {'out_of_range'} / {'queue_full'} /
+--      {'rate_limited', scope, retry us} / {'key_reused'} (same key, different request) /
+--      {'warming'} (an add, create or best for a user not yet restored after Redis lost its
+--      data: the old score is only in Postgres) / {'board_changed'} (the registry does not hold
+--      this board's generation) / {'season_not_started', t} / {'season_stale', t} (t is outside
+--      both candidate seasons: the shard recomputes them from t and runs the write again).
+local board = ARGV[14]
+local now = nil
+if board then
+  if redis.call('HGET', KEYS[14], board) ~= ARGV[15] then
+    if redis.call('EXISTS', KEYS[9]) == 0 then return {'warming'} end
+    return {'board_changed'}
   end
 end
-local cur = redis.call('HMGET', KEYS[1], 'score', 'version', 'member', 'reached')
+if ARGV[12] ~= '' then
+  local prev = redis.call('HMGET', KEYS[8], 'fp', 'score', 'version', 'rank', 'season', 'improved')
+  if prev[1] then
+    if prev[1] ~= ARGV[12] then return {'key_reused'} end
+    return {'replay', prev[2], prev[3], tonumber(prev[4]), -1, '0', prev[5] or '1', prev[6] or '1'}
+  end
+end
+local season, hkey, gkey, rkey = '1', KEYS[1], KEYS[2], KEYS[3]
+if board then
+  now = now_us()
+  local t = now
+  local c = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if t <= c then t = c + 1 end
+  local k = tonumber(ARGV[17])
+  if t < tonumber(ARGV[18]) then
+    if k == 1 then return {'season_not_started', t} end
+    return {'season_stale', t}
+  end
+  if ARGV[19] == '' or t < tonumber(ARGV[19]) then
+    season = ARGV[17]
+  elseif ARGV[20] == '' or t < tonumber(ARGV[20]) then
+    season = string.format('%d', k + 1)
+    hkey, gkey, rkey = KEYS[11], KEYS[12], KEYS[13]
+  else
+    return {'season_stale', t}
+  end
+end
+local cur = redis.call('HMGET', hkey, 'score', 'version', 'member', 'reached')
 local exists = cur[1] ~= false
-if not exists and ARGV[4] ~= 'set' and redis.call('EXISTS', KEYS[9]) == 0 then
+local mode = ARGV[4]
+if not exists and mode ~= 'set' and redis.call('EXISTS', KEYS[9]) == 0 then
   return {'warming'}
 end
-if ARGV[4] == 'create' and exists then return {'exists'} end
+if mode == 'create' and exists then return {'exists'} end
 local old = 0
 if exists then old = tonumber(cur[1]) end
 local new = tonumber(ARGV[5])
 local maxabs = tonumber(ARGV[6])
 -- beyond 2^53 - 1 a double no longer holds every integer, so the sum below could round
 if math.abs(new) > maxabs then return {'out_of_range'} end
-if ARGV[4] == 'add' then new = old + new end
+if mode == 'add' then new = old + new end
 if new > maxabs or new < -maxabs then return {'out_of_range'} end
+local improved = 1
+if mode == 'best' and exists then
+  if ARGV[16] == 'asc' then
+    if new >= old then improved = 0 end
+  elseif new <= old then improved = 0 end
+end
 local limit = tonumber(ARGV[11])
-if limit > 0 and redis.call('XLEN', KEYS[4]) >= limit then return {'queue_full'} end
-local now = now_us()
+if improved == 1 and limit > 0 and redis.call('XLEN', KEYS[4]) >= limit then
+  return {'queue_full'}
+end
+now = now or now_us()
 local ucap, uper = tonumber(ARGV[7]), tonumber(ARGV[8])
 local rcap, rper = tonumber(ARGV[9]), tonumber(ARGV[10])
 local utok, rtok = -1, -1
@@ -232,39 +279,55 @@ if rcap > 0 then
 end
 if ucap > 0 then take(KEYS[6], utok, ucap, uper, now) end
 if rcap > 0 then take(KEYS[7], rtok, rcap, rper, now) end
-local version = now
-local clock = tonumber(redis.call('GET', KEYS[5]) or '0')
-if version <= clock then version = clock + 1 end
-if exists and version <= tonumber(cur[2]) then version = tonumber(cur[2]) + 1 end
-local vs = string.format('%d', version)
-redis.call('SET', KEYS[5], vs)
-local member, reached = cur[3], cur[4]
-if (not exists) or new ~= old then
-  if exists then
-    redis.call('ZREM', KEYS[2], member)
-    redis.call('ZREM', KEYS[3], member)
-  end
-  reached = vs
-  member = string.format('%016d', 9007199254740991 - version) .. ARGV[1]
-end
-local s = string.format('%d', new)
-redis.call('ZADD', KEYS[2], s, member)
-if KEYS[3] ~= KEYS[2] then redis.call('ZADD', KEYS[3], s, member) end
-local ts = string.format('%d', math.floor(version / 1000))
-redis.call('HSET', KEYS[1], 'name', ARGV[2], 'region', ARGV[3], 'score', s, 'version', vs,
-  'reached', reached, 'member', member, 'updated_at', ts)
--- the event: one field, 'score version reached ts region user_id name' (pipeline/events.py)
-redis.call('XADD', KEYS[4], '*', 'e',
-  s .. ' ' .. vs .. ' ' .. reached .. ' ' .. ts .. ' ' .. ARGV[3] .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
 local left = -1
 if ucap > 0 then left = math.floor(utok - 1) end
-local rank = redis.call('ZREVRANK', KEYS[2], member)
+local s, vs, member, reached = cur[1], cur[2], cur[3], cur[4]
+if improved == 1 then
+  local version = now
+  local clock = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if version <= clock then version = clock + 1 end
+  if exists and version <= tonumber(cur[2]) then version = tonumber(cur[2]) + 1 end
+  vs = string.format('%d', version)
+  redis.call('SET', KEYS[5], vs)
+  if (not exists) or new ~= old then
+    if exists then
+      redis.call('ZREM', gkey, member)
+      redis.call('ZREM', rkey, member)
+    end
+    reached = vs
+    member = string.format('%016d', 9007199254740991 - version) .. ARGV[1]
+  end
+  s = string.format('%d', new)
+  local sk = s
+  if ARGV[16] == 'asc' then sk = string.format('%d', -new) end
+  redis.call('ZADD', gkey, sk, member)
+  if rkey ~= gkey then redis.call('ZADD', rkey, sk, member) end
+  local ts = string.format('%d', math.floor(version / 1000))
+  redis.call('HSET', hkey, 'name', ARGV[2], 'region', ARGV[3], 'score', s, 'version', vs,
+    'reached', reached, 'member', member, 'updated_at', ts)
+  -- the event: one field, 'score version reached ts region user_id name' (pipeline/events.py),
+  -- and 'b' = 'board season' for other boards than default
+  local e = s .. ' ' .. vs .. ' ' .. reached .. ' ' .. ts .. ' ' .. ARGV[3] .. ' ' .. ARGV[1] ..
+    ' ' .. ARGV[2]
+  if board then
+    redis.call('XADD', KEYS[4], '*', 'e', e, 'b', board .. ' ' .. season)
+    redis.call('SADD', KEYS[15], season)
+  else
+    redis.call('XADD', KEYS[4], '*', 'e', e)
+  end
+end
+local rank = redis.call('ZREVRANK', gkey, member)
 if redis.call('EXISTS', KEYS[9]) == 0 or redis.call('EXISTS', KEYS[10]) == 1 then rank = -1 end
 if ARGV[12] ~= '' then
-  redis.call('HSET', KEYS[8], 'fp', ARGV[12], 'score', s, 'version', vs, 'rank', rank)
+  if board then
+    redis.call('HSET', KEYS[8], 'fp', ARGV[12], 'score', s, 'version', vs, 'rank', rank,
+      'season', season, 'improved', improved)
+  else
+    redis.call('HSET', KEYS[8], 'fp', ARGV[12], 'score', s, 'version', vs, 'rank', rank)
+  end
   redis.call('EXPIRE', KEYS[8], tonumber(ARGV[13]))
 end
-return {'ok', s, vs, rank, left, reached}
+return {'ok', s, vs, rank, left, reached, season, improved}
 """
 
 # Plain token buckets (sign-up and login limits): take one token from each, or from none.

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Literal
 
+from leaderboard.boards import DEFAULT, Board
 from leaderboard.fold import GlobalFold
-from leaderboard.keys import WRITE_SCORE, Keys
+from leaderboard.keys import DEFAULT_BOARD, WRITE_SCORE, Keys
 from leaderboard.pipeline.db import create_pool
 from leaderboard.recovery import BoardGuard, Event, Unstored
 from leaderboard.redis_client import REDIS_DOWN, connect, run_script_many
@@ -19,11 +22,23 @@ from leaderboard.shards import Topology, region_of
 log = logging.getLogger(__name__)
 
 WriteMode = Literal["set", "add", "create"]
+BoardLookup = Callable[[str], Board | None]
+STALE_RERUNS = 3  # rounds of season_stale reruns in one write_many before answering unavailable
+
+
+def default_only(board: str) -> Board | None:
+    """The board lookup of a shard without a board cache: ``default`` only."""
+    return DEFAULT if board == DEFAULT_BOARD else None
 
 
 @dataclass(frozen=True)
 class WriteCommand:
-    """One score write for one user, already authenticated and validated."""
+    """One score write for one user, already authenticated and validated.
+
+    ``mode``: ``set`` sends a score, ``add`` a delta, ``create`` (board default only) a first
+    score; the board's operator decides what the script does with it (``best`` takes scores,
+    ``incr`` deltas: anything else is ``operator_mismatch``).
+    """
 
     user_id: str
     name: str
@@ -31,6 +46,7 @@ class WriteCommand:
     mode: WriteMode
     value: int
     idempotency_key: str | None = None
+    board: str = DEFAULT_BOARD
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,8 @@ class WriteResult:
 
     status: Literal[
         "ok", "replay", "exists", "out_of_range", "queue_full", "rate_limited", "key_reused",
-        "warming", "unavailable",
+        "warming", "unavailable", "operator_mismatch", "unknown_board", "board_changed",
+        "season_not_started",
     ]
     score: int = 0
     version: int = 0
@@ -53,6 +70,8 @@ class WriteResult:
     scope: str = ""
     retry_after_us: int = 0
     global_pending: bool = False
+    season: int = 1
+    improved: bool = True  # False: a best write that did not improve (nothing was written)
 
 
 class RegionShard:
@@ -62,7 +81,9 @@ class RegionShard:
     region board only, and the shard then folds the group's writes into GLOBAL (``GlobalFold``).
     """
 
-    def __init__(self, settings: Settings, shard: str) -> None:
+    def __init__(self, settings: Settings, shard: str, boards: BoardLookup = default_only) -> None:
+        self.boards = boards  # board id -> definition (the lead's BoardCache.get plugs in here)
+        self._offset_us = 0  # Redis TIME minus this host's clock, as last seen in a reply
         self._keys = Keys(settings.board)
         self._shard = shard
         limits = settings.limits()
@@ -83,27 +104,69 @@ class RegionShard:
         return (await self.write_many([cmd]))[0]
 
     async def write_many(self, cmds: list[WriteCommand]) -> list[WriteResult]:
-        """Apply writes in order, one atomic script each, in one Redis round trip."""
-        try:
-            replies = await run_script_many(
-                self._redis, self._write, [self._script_call(cmd) for cmd in cmds])
-        except REDIS_DOWN as exc:
-            log.warning("shard %s: Redis unreachable: %s", self._shard, exc)
-            return [WriteResult("unavailable") for _ in cmds]
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply  # a script error is a bug, not an answer
-        results = [self._result(cmd, reply) for cmd, reply in zip(cmds, replies, strict=True)]
+        """Apply writes in order, one atomic script each, in one Redis round trip.
+
+        A write whose two candidate seasons were both wrong (``season_stale``: this shard's
+        estimate of Redis's clock was off by more than a season) runs again, with candidates
+        from the clock the script saw, in a further round trip of the same call.
+        """
+        results: list[WriteResult | None] = [self._precheck(cmd) for cmd in cmds]
+        replies: list[list[str | int]] = [[] for _ in cmds]
+        hints: dict[int, int] = {}
+        todo = [i for i, r in enumerate(results) if r is None]
+        for _ in range(STALE_RERUNS + 1):
+            if not todo:
+                break
+            try:
+                got = await run_script_many(
+                    self._redis, self._write, [self._script_call(cmds[i], hints.get(i))
+                                               for i in todo])
+            except REDIS_DOWN as exc:
+                log.warning("shard %s: Redis unreachable: %s", self._shard, exc)
+                break
+            stale = []
+            for i, reply in zip(todo, got, strict=True):
+                if isinstance(reply, Exception):
+                    raise reply  # a script error is a bug, not an answer
+                if reply[0] == "season_stale":
+                    hints[i] = int(reply[1])
+                    self._observe(hints[i])
+                    stale.append(i)
+                    continue
+                replies[i], results[i] = reply, self._result(cmds[i], reply)
+            todo = stale
+        done = [WriteResult("unavailable") if r is None else r for r in results]
         if self._fold is not None:
-            results = await self._fold_global(cmds, replies, results)
-        return results
+            done = await self._fold_global(cmds, replies, done)
+        return done
+
+    def _precheck(self, cmd: WriteCommand) -> WriteResult | None:
+        """A refusal that needs no Redis: an unknown board, or a kind its operator refuses."""
+        if cmd.board == DEFAULT_BOARD:
+            return None
+        board = self.boards(cmd.board)
+        if board is None:
+            return WriteResult("unknown_board")
+        if cmd.mode == "create" or not board.accepts("score" if cmd.mode == "set" else "delta"):
+            return WriteResult("operator_mismatch")
+        return None
+
+    def _observe(self, redis_us: int) -> None:
+        """Remember how far Redis's clock is from this host's (for choosing candidate seasons)."""
+        self._offset_us = redis_us - time.time_ns() // 1000
 
     async def _fold_global(
         self, cmds: list[WriteCommand], replies: list[list[str | int]], results: list[WriteResult]
     ) -> list[WriteResult]:
         """The fast path: fold the applied writes into GLOBAL; their ranks become GLOBAL ranks."""
         assert self._fold is not None
-        applied = [i for i, r in enumerate(results) if r.status == "ok"]
+        # other boards than default are not folded yet (FOLD_GLOBAL takes one prefix): their
+        # rank here is the region's, so none is answered
+        for i, r in enumerate(results):
+            if r.status == "ok" and cmds[i].board != DEFAULT_BOARD:
+                results[i] = replace(r, rank=0, global_pending=True)
+        applied = [i for i, r in enumerate(results)
+                   if r.status == "ok" and cmds[i].board == DEFAULT_BOARD]
         rows = [self._event(cmds[i], results[i], int(replies[i][5])).row() for i in applied]
         try:
             ranks = await self._fold.apply(rows, "fast")
@@ -128,40 +191,69 @@ class RegionShard:
 
     @staticmethod
     def _event(cmd: WriteCommand, result: WriteResult, reached: int) -> Event:
-        return Event(cmd.user_id, cmd.name, cmd.region, result.score, result.version, reached)
+        return Event(cmd.user_id, cmd.name, cmd.region, result.score, result.version, reached,
+                     cmd.board, result.season)
 
-    def _script_call(self, cmd: WriteCommand) -> tuple[list[str], list[str | int]]:
-        """The write script's KEYS and ARGV for one command."""
+    def _script_call(
+        self, cmd: WriteCommand, redis_us: int | None = None
+    ) -> tuple[list[str], list[str | int]]:
+        """The write script's KEYS and ARGV for one command (``redis_us``: Redis's clock as a
+        ``season_stale`` answer reported it, to pick the candidate seasons from)."""
         k = self._keys
+        board = DEFAULT if cmd.board == DEFAULT_BOARD else self.boards(cmd.board)
+        assert board is not None  # _precheck answered unknown boards
+        season = 1 if board is DEFAULT else self._candidate(board, redis_us)
+        p = k.season(board.id, board.generation, season)
+        # on another instance than GLOBAL's, the script's "GLOBAL" is the region board
+        global_board = cmd.region if self._fold is not None else GLOBAL
         keys = [
-            k.user(cmd.user_id),
-            # on another instance than GLOBAL's, the script's "GLOBAL" is the region board
-            k.board(cmd.region if self._fold is not None else GLOBAL),
-            k.board(cmd.region),
-            k.stream(self._shard),
-            k.clock,
-            k.user_bucket(cmd.user_id),
+            p.user(cmd.user_id), p.board(global_board), p.board(cmd.region),
+            k.stream(self._shard), k.clock, k.user_bucket(cmd.user_id),
             k.region_bucket(cmd.region),
-            k.idempotency(cmd.user_id, cmd.idempotency_key or ""),
-            k.epoch,
-            k.warming,
+            k.idempotency(cmd.user_id, cmd.idempotency_key or "", board.id, board.generation),
+            k.epoch, k.warming,
         ]
         fingerprint = f"{cmd.mode}:{cmd.value}" if cmd.idempotency_key else ""
         args: list[str | int] = [
-            cmd.user_id, cmd.name, cmd.region, cmd.mode, cmd.value, MAX_SCORE, *self._limit_args,
-            fingerprint, self._idem_ttl,
+            cmd.user_id, cmd.name, cmd.region, self._mode(board, cmd), cmd.value, MAX_SCORE,
+            *self._limit_args, fingerprint, self._idem_ttl,
         ]
+        if board is not DEFAULT:
+            nxt = k.season(board.id, board.generation, season + 1)
+            keys += [nxt.user(cmd.user_id), nxt.board(global_board), nxt.board(cmd.region),
+                     k.boards, k.seasons(board.id, board.generation)]
+            start, end = board.schedule.bounds(season)
+            end_next = None if end is None else board.schedule.bounds(season + 1)[1]
+            args += [board.id, board.generation, board.order, season, start,
+                     "" if end is None else end, "" if end_next is None else end_next]
         return keys, args
+
+    def _candidate(self, board: Board, redis_us: int | None) -> int:
+        """Season k of the two candidates (k, k + 1): the season at Redis's estimated clock."""
+        t = time.time_ns() // 1000 + self._offset_us if redis_us is None else redis_us
+        return board.schedule.season_at(t) or 1  # before the start: the script answers 409
+
+    @staticmethod
+    def _mode(board: Board, cmd: WriteCommand) -> str:
+        """The script's mode: ``best`` for best boards; an incr is an add from 0."""
+        return "best" if board.operator == "best" else cmd.mode
 
     def _result(self, cmd: WriteCommand, reply: list[str | int]) -> WriteResult:
         status = str(reply[0])
         if status == "rate_limited":
             return WriteResult("rate_limited", scope=str(reply[1]), retry_after_us=int(reply[2]))
+        if status == "season_not_started":
+            self._observe(int(reply[1]))
+            board = self.boards(cmd.board)
+            wait = 0 if board is None else max(0, board.start_us - int(reply[1]))
+            return WriteResult("season_not_started", retry_after_us=wait)
         if status not in ("ok", "replay"):
             return WriteResult(status)  # type: ignore[arg-type]
         score, version = int(reply[1]), int(reply[2])
-        result = WriteResult(status, score, version, int(reply[3]) + 1, int(reply[4]))  # type: ignore[arg-type]
-        if status == "ok":
+        result = WriteResult(status, score, version, int(reply[3]) + 1, int(reply[4]),  # type: ignore[arg-type]
+                             season=int(reply[6]), improved=int(reply[7]) == 1)
+        if status == "ok" and result.improved:
+            self._observe(version)
             self.unstored.add(self._event(cmd, result, int(reply[5])))
         return result
 

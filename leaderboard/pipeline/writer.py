@@ -145,8 +145,9 @@ class StreamWriter:
                  if e is not None and d.entry_id not in gone]
         if pairs:
             dead += await self._store(pairs)
-            if self._fold is not None:
-                await self._fold.apply([e for _, e in pairs], "net")
+            if self._fold is not None:  # other boards are not folded yet (docs/boards.md)
+                await self._fold.apply([e for _, e in pairs if e.slot[:2] == ("default", 1)],
+                                       "net")
         if dead:
             await self._dead_letter(dead)
         try:

@@ -9,12 +9,16 @@ from typing import Any
 
 from leaderboard.actors.shard import WriteCommand, WriteResult
 from leaderboard.errors import (
+    BoardChanged,
     Conflict,
     KeyReused,
     LeaderboardError,
+    NotFound,
+    OperatorMismatch,
     QueueFull,
     RateLimited,
     ScoreOutOfRange,
+    SeasonNotStarted,
     Unavailable,
     Warming,
 )
@@ -35,6 +39,13 @@ REFUSALS: dict[str, Callable[[WriteResult], LeaderboardError]] = {
         "this idempotency key was used for a different request"),
     "queue_full": lambda _: QueueFull(
         "the shard has too many events waiting for Postgres; retry shortly", 1),
+    "operator_mismatch": lambda _: OperatorMismatch(
+        "this board's operator takes the other kind: score on best boards, delta on incr boards"),
+    "unknown_board": lambda _: NotFound("no such board"),
+    "board_changed": lambda _: BoardChanged(
+        "the board was deleted or created again just now; retry shortly"),
+    "season_not_started": lambda r: SeasonNotStarted(
+        "the board's first season has not started yet", math.ceil(r.retry_after_us / 1e6)),
 }
 APPLIED = ("ok", "replay")
 
@@ -57,6 +68,8 @@ def entry(cmd: WriteCommand, result: WriteResult) -> dict[str, Any]:
         body.update(rank=None, global_pending=True)
     elif result.rank == 0:  # the board is being rebuilt: no rank rather than a wrong one
         body.update(rank=None, warming=True)
+    if cmd.board != "default":  # default's answers stay exactly what they were
+        body["season"] = result.season  # ("improved" on best boards: the handler knows them)
     return body
 
 
