@@ -67,6 +67,21 @@ class BatchItem(BaseModel):
         return self
 
 
+class BoardScore(BaseModel):
+    """A write to a board: ``score`` (set and best boards) or ``delta`` (set and incr boards)."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one("score", "delta"))
+
+    score: Score | None = None
+    delta: Score | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> BoardScore:
+        if (self.score is None) == (self.delta is None):
+            raise ValueError("give exactly one of score or delta")
+        return self
+
+
 class BatchRequest(BaseModel):
     items: Annotated[list[BatchItem], Field(min_length=1, max_length=1000)]
 
@@ -88,7 +103,8 @@ class RegisterResponse(BaseModel):
 
 class RankEntry(BaseModel):
     """An entry; ``rank`` is null while the board is rebuilt (``warming``) or GLOBAL's instance
-    is unreachable (``global_pending``: applied, folded into GLOBAL later)."""
+    is unreachable (``global_pending``: applied, folded into GLOBAL later). On boards other than
+    ``default``, writes also answer their ``season`` and, on ``best`` boards, ``improved``."""
 
     rank: int | None
     user_id: str
@@ -97,6 +113,8 @@ class RankEntry(BaseModel):
     score: int
     warming: bool | None = None
     global_pending: bool | None = None
+    season: int | None = None
+    improved: bool | None = None
 
 
 class TopResponse(BaseModel):

@@ -271,10 +271,26 @@ class RegionShardActor(RegionShard):
     GUARD_INTERVAL_S = 0.5
 
     async def __init__(self, settings: Settings, shard: str) -> None:  # type: ignore[misc]
-        super().__init__(settings, shard)
+        from leaderboard.board_cache import BoardCache
+        from leaderboard.serve.pg import Postgres
+
+        self._cache = BoardCache(Postgres(settings, max_size=1), connect(settings.redis_url),
+                                 Keys(settings.board))
+        super().__init__(settings, shard, self._cache.get)
         boards = partial(self.topology.boards_on, self.url)
         self._guard = BoardGuard(self._redis, self._keys, shard, self.unstored, boards)
         self._guard_task = asyncio.create_task(self._guard_loop())
+        self._cache_task = asyncio.create_task(self._cache.run())
+
+    async def write_many(self, cmds: list[WriteCommand]) -> list[WriteResult]:
+        """As ``RegionShard.write_many``; a board this shard has not heard of yet (created a
+        moment ago through a gateway) is looked up once before its writes are refused."""
+        for board in {c.board for c in cmds if c.board != DEFAULT_BOARD}:
+            await self._cache.lookup(board)
+        results = await super().write_many(cmds)
+        if any(r.status == "board_changed" for r in results):
+            await self._cache.refresh()  # deleted or created again: the retry sees it
+        return results
 
     async def _guard_loop(self) -> None:
         pg = None

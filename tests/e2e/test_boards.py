@@ -129,3 +129,64 @@ async def test_created_on_one_replica_usable_on_every_other(
                 gone = (await fresh.get(f"/boards/{bid}")).status_code == 404
             in_a_row = in_a_row + 1 if gone else 0
         print(f"deleted board gone from every replica after {time.monotonic() - start:.2f} s")
+
+
+# -- writes -------------------------------------------------------------------------------
+
+
+async def submit(client: httpx.AsyncClient, token: str, bid: str, **body: Any) -> httpx.Response:
+    return await client.post(f"/boards/{bid}/scores", json=body, headers=bearer(token))
+
+
+async def test_writes_follow_each_operator_and_order(client: httpx.AsyncClient,
+                                                     service: Service) -> None:
+    best, incr = board_id(), board_id()
+    assert (await create(client, service, id=best, order="asc", operator="best")).status_code == 201
+    assert (await create(client, service, id=incr, operator="incr")).status_code == 201
+    ann, bob = uid("ann"), uid("bob")
+    t_ann, t_bob = await register(client, ann), await register(client, bob)
+
+    r = await submit(client, t_ann, best, score=90)
+    assert r.status_code == 200, r.text
+    assert (r.json()["score"], r.json()["season"], r.json()["improved"]) == (90, 1, True)
+    r = await submit(client, t_ann, best, score=95)  # asc: 95 is worse than 90
+    assert (r.json()["score"], r.json()["improved"]) == (90, False)
+    r = await submit(client, t_ann, best, score=80)
+    assert (r.json()["score"], r.json()["improved"]) == (80, True)
+    r = await submit(client, t_bob, best, score=85)
+    assert r.json()["rank"] == 2  # lowest first: ann's 80 leads
+    assert (await client.get(f"/boards/{best}")).json()["entries"] == 2
+
+    for delta, total in ((5, 5), (7, 12), (-2, 10)):
+        r = await submit(client, t_ann, incr, delta=delta)
+        assert r.status_code == 200 and r.json()["score"] == total, r.text
+    assert "improved" not in r.json()
+
+
+async def test_board_write_refusals(client: httpx.AsyncClient, service: Service) -> None:
+    best, incr = board_id(), board_id()
+    await create(client, service, id=best, operator="best")
+    await create(client, service, id=incr, operator="incr")
+    token = await register(client, uid())
+    r = await submit(client, token, best, delta=1)
+    assert r.status_code == 422 and r.json()["error"] == "operator_mismatch"
+    r = await submit(client, token, incr, score=1)
+    assert r.status_code == 422 and r.json()["error"] == "operator_mismatch"
+    r = await submit(client, token, incr, score=1, delta=1)
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    r = await submit(client, token, incr, delta=2**53)
+    assert r.status_code == 422
+    r = await submit(client, token, "no-such-board", score=1)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = await client.post(f"/boards/{incr}/scores", json={"delta": 1})
+    assert r.status_code == 401
+
+
+async def test_default_board_answers_stay_as_they_were(client: httpx.AsyncClient) -> None:
+    user = uid()
+    token = await register(client, user)
+    r = await submit(client, token, "default", score=7)
+    assert r.status_code == 200
+    assert set(r.json()) == {"rank", "user_id", "name", "region", "score"}
+    r = await client.get(f"/rank/{user}")
+    assert r.json()["score"] == 7

@@ -9,8 +9,17 @@ from pydantic import TypeAdapter, ValidationError
 
 from leaderboard.actors.router import shard_for
 from leaderboard.actors.shard import WriteCommand, WriteMode
-from leaderboard.errors import BadRequest
-from leaderboard.models import BatchRequest, IdemKey, ScoreAdd, ScoreCreate, ScoreUpdate
+from leaderboard.boards import DEFAULT, Board, Kind
+from leaderboard.errors import BadRequest, NotFound, OperatorMismatch
+from leaderboard.models import (
+    BatchRequest,
+    BoardPath,
+    BoardScore,
+    IdemKey,
+    ScoreAdd,
+    ScoreCreate,
+    ScoreUpdate,
+)
 from leaderboard.serve.asgi import Call, Reply
 from leaderboard.serve.context import Context
 from leaderboard.serve.refusals import batch_item, entry
@@ -29,10 +38,14 @@ def idempotency_key(call: Call) -> str | None:
         raise BadRequest("header.Idempotency-Key: 1-128 of [A-Za-z0-9_.:-]") from None
 
 
-async def _write(ctx: Context, call: Call, mode: WriteMode, value: int, status: int) -> Reply:
+async def _write(ctx: Context, call: Call, mode: WriteMode, value: int, status: int,
+                 board: Board = DEFAULT) -> Reply:
     """One write on the caller's shard: the entry, with the caller's rate-limit headers."""
-    cmd, result = await ctx.write(call.claims, mode, value, idempotency_key(call))
-    reply = Reply.json(entry(cmd, result), status)
+    cmd, result = await ctx.write(call.claims, mode, value, idempotency_key(call), board.id)
+    body = entry(cmd, result)
+    if board.operator == "best":
+        body["improved"] = result.improved
+    reply = Reply.json(body, status)
     if result.status == "replay":
         reply.header("Idempotent-Replayed", "true")
     if result.remaining >= 0:
@@ -59,6 +72,23 @@ async def add(ctx: Context, call: Call) -> Reply:
     """Add ``delta`` to the caller's score (from 0 if no entry yet)."""
     body: ScoreAdd = call.body
     return await _write(ctx, call, "add", body.delta, 200)
+
+
+async def board_score(ctx: Context, call: Call) -> Reply:
+    """Submit to a board: ``score`` or ``delta`` as its operator takes; the entry + ``season``
+    (and ``improved`` on best boards)."""
+    path: BoardPath = call.path
+    board = await ctx.boards.lookup(path.board)
+    if board is None:
+        raise NotFound(f"no board {path.board!r}")
+    body: BoardScore = call.body
+    kind: Kind = "score" if body.score is not None else "delta"
+    if not board.accepts(kind):
+        raise OperatorMismatch(f"a {board.operator} board takes "
+                               + ("scores, not deltas" if kind == "delta" else "deltas, not scores"))
+    value = body.score if body.score is not None else body.delta
+    return await _write(ctx, call, "set" if kind == "score" else "add", int(value or 0), 200,
+                        board)
 
 
 async def batch(ctx: Context, call: Call) -> Reply:
