@@ -65,8 +65,8 @@ from ray import serve  # noqa: E402
 
 from leaderboard.actors.shard import RegionShard, WriteCommand  # noqa: E402
 from leaderboard.keys import Keys  # noqa: E402
-from leaderboard.models import ScoreEvent  # noqa: E402
 from leaderboard.pipeline.db import ensure_database  # noqa: E402
+from leaderboard.pipeline.events import StoredEvent  # noqa: E402
 from leaderboard.pipeline.writer import upsert  # noqa: E402
 from leaderboard.recovery import rebuild_from_postgres  # noqa: E402
 from leaderboard.serve.app import build_app  # noqa: E402
@@ -242,13 +242,40 @@ def wrk(url: str, script: str | None, duration: int, conns: int) -> Run:
     return parse_wrk(out, duration)
 
 
-def warm_up(url: str, script: str | None, conns: int) -> None:
-    """One short run first, so a measured run starts with its connections and paths warm."""
-    wrk(url, script, 1, conns)
+def warm_up(url: str, script: str | None, conns: int, seconds: int = 1) -> None:
+    """A short run first, so a measured run starts with its connections and paths warm."""
+    wrk(url, script, seconds, conns)
+
+
+def settled(timeout: float = 120) -> None:
+    """Until no replica of any app is starting or stopping (an autoscaling step in progress)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        apps = serve.status().applications.values()
+        busy = {state for app in apps for d in app.deployments.values()
+                for state, n in d.replica_states.items() if n and state != "RUNNING"}
+        if not busy:
+            return
+        time.sleep(0.2)
+    print("  (replicas still changing after the wait: measuring anyway)", flush=True)
+
+
+def drained(boards: list[Settings], timeout: float = 120) -> None:
+    """Until the writers have stored what earlier runs queued, so no run pays for another."""
+    deadline = time.monotonic() + timeout
+    while any(asyncio.run(backlog(s)) for s in boards) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def quiet(boards: list[Settings]) -> None:
+    """Before a measured run: earlier runs' backlog stored, no replica starting."""
+    drained(boards)
+    settled()
 
 
 def http(key: str, name: str, url: str, script: str | None, d: int, c: int) -> Result:
     warm_up(url, script, c)
+    settled()
     return record(result_of(key, name, wrk(url, script, d, c)))
 
 
@@ -543,6 +570,23 @@ async def backlog(settings: Settings) -> int:
         await r.aclose()
 
 
+async def until_empty(settings: Settings) -> None:
+    """Until every shard stream is empty, looking every 20 ms through one connection (a new
+    event loop and connection per look cost the two cores as much as a writer)."""
+    r = aioredis.Redis.from_url(settings.redis_url)
+    streams = [Keys(settings.board).stream(s) for s in settings.region_list]
+    try:
+        while True:
+            async with r.pipeline(transaction=False) as pipe:
+                for name in streams:
+                    pipe.xlen(name)
+                if not any(await pipe.execute()):
+                    return
+            await asyncio.sleep(0.02)
+    finally:
+        await r.aclose()
+
+
 async def pg_execute(settings: Settings, sql: str) -> None:
     conn = await asyncpg.connect(settings.dsn())
     try:
@@ -560,8 +604,7 @@ def drain_writer_pool(settings: Settings, writers: list[Any], events: int, users
     queued = asyncio.run(backlog(settings))
     start = time.perf_counter()
     ray.get([w.resume.remote() for w in writers])
-    while asyncio.run(backlog(settings)) > 0:
-        time.sleep(0.01)
+    asyncio.run(until_empty(settings))
     seconds = time.perf_counter() - start
     record(Result("pool", f"writer pool ({len(writers)} writer actors, batch "
                   f"{settings.writer_batch_size}) draining {queued:,} events of {users:,} users",
@@ -573,10 +616,8 @@ async def bare_upsert(settings: Settings, events: int, users: int, conns: int) -
     """The same events straight into Postgres: the ceiling the writer pool is compared with."""
     await pg_execute(settings, "TRUNCATE leaderboard")
     regions = settings.region_list
-    rows = [ScoreEvent(user_id=f"drain-{i % users:07d}", name="D",
-                       region=regions[(i % users) % len(regions)], score=i,
-                       version=1_800_000_000_000_000 + i, reached=1, ts=0)
-            for i in range(events)]
+    rows = [StoredEvent(f"drain-{i % users:07d}", "D", regions[(i % users) % len(regions)], i,
+                        1_800_000_000_000_000 + i, 1, 0) for i in range(events)]
     batch = settings.writer_batch_size
     chunks = [rows[i:i + batch] for i in range(0, len(rows), batch)]
     pg = await asyncpg.create_pool(settings.dsn(), min_size=conns, max_size=conns)
@@ -584,7 +625,7 @@ async def bare_upsert(settings: Settings, events: int, users: int, conns: int) -
     try:
         start = time.perf_counter()
 
-        async def worker(mine: list[list[ScoreEvent]]) -> None:
+        async def worker(mine: list[list[StoredEvent]]) -> None:
             for chunk in mine:
                 await upsert(pg, chunk)
 
@@ -782,7 +823,14 @@ def write_runs(settings: Settings, base: str, tokens: list[str], args: argparse.
 
 
 def read_runs(settings: Settings, base: str, users: int, d: int, c: int) -> None:
-    """Item 3: top-100, rank and around-me reads."""
+    """Item 3: top-100, rank and around-me reads, at the ranking replica count the read load
+    scales to: a first warm-up long enough for the autoscaler to act (a replica that starts
+    during a measured run starves it on two cores; see docs/performance.md)."""
+    from leaderboard.serve.config import deployment_options
+
+    auto = deployment_options()["Ranker"].get("autoscaling_config") or {}
+    warm_up(f"{base}/top?limit=100", None, c, math.ceil(auto.get("upscale_delay_s", 0)) + 3)
+    settled()
     http("top", "GET /top?limit=100", f"{base}/top?limit=100", None, d, c)
     http("rank", "GET /rank/{id}", base, WRK_PATHS % (users, "/rank/bench-%06d"), d, c)
     http("around", "GET /around/{id}?range=10", base,
@@ -816,20 +864,24 @@ def serve_items(settings: Settings, args: argparse.Namespace, only: set[str]) ->
             http("ceiling", "trivial deployment (the ceiling)", f"{base}/trivial/", None, d, c)
             serve.delete("trivial")  # each measurement with only the apps it needs deployed
         if only & {"2", "7"}:
+            quiet([settings, limited])
             write_runs(settings, base, tokens, args, only)
             drop_app("limited", limited)
         if "4" in only:
+            quiet([settings])
             server = issue_token(settings, "bench-server", "Server", "GLOBAL", role="server")
             batch = http("batch", "POST /scores/batch, 1,000 items per request (4 connections)",
                          f"{base}/scores/batch", WRK_BATCH % (server, args.users), d, 4)
             batch.value, batch.unit = batch.value * 1000, "score updates/s"
         if "3" in only:
+            quiet([settings])  # the batch run's events stored, its abandoned requests done
             read_runs(settings, base, args.users, d, c)
         if "scale" in only:
             print("issue 5: reads with 1 vs 2 ranking replicas and 1 vs 2 Redis instances",
                   flush=True)
             scale_out(settings, args.users, d, c)
         if "6" in only:
+            quiet([settings])
             print("6. writer pool vs bare upsert", flush=True)
             from leaderboard.pipeline.pool import writer_actor_name
 
