@@ -14,6 +14,11 @@ there). Starts its own Ray + Serve instance (port 18800, Redis index 10, databas
   5. the atomic write script called straight on Redis, one call at a time and pipelined;
   8. Redis memory per user and read latency at 10k versus N users (rebuilt from Postgres).
 
+Every HTTP run follows a 1-s warm-up of its endpoint, starts once earlier runs' events are stored
+and no replica is starting, and reports its slowest request and its slowest whole second (the
+fewest responses in one second), so a stall is seen rather than averaged away. ``--only`` runs
+some items (e.g. ``--only 6``).
+
 It prints the table and its ratios against the targets and, with ``--out``, writes them into
 that Markdown file between the ``bench:begin``/``bench:end`` markers (the rest is kept).
 """
@@ -60,13 +65,14 @@ os.environ.update(serve_env(PORT, stats_port=PORT + 104, metrics_port=PORT + 110
 import asyncpg  # noqa: E402
 import ray  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
+from bench_wrk import NAN, Run, warm_up, wrk  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from ray import serve  # noqa: E402
 
 from leaderboard.actors.shard import RegionShard, WriteCommand  # noqa: E402
 from leaderboard.keys import Keys  # noqa: E402
-from leaderboard.models import ScoreEvent  # noqa: E402
 from leaderboard.pipeline.db import ensure_database  # noqa: E402
+from leaderboard.pipeline.events import StoredEvent  # noqa: E402
 from leaderboard.pipeline.writer import upsert  # noqa: E402
 from leaderboard.recovery import rebuild_from_postgres  # noqa: E402
 from leaderboard.serve.app import build_app  # noqa: E402
@@ -123,8 +129,6 @@ end
 wrk.body = '{"items":[' .. table.concat(parts, ",") .. ']}'
 """
 
-NAN = float("nan")
-
 
 @dataclass
 class Result:
@@ -152,103 +156,37 @@ def record(r: Result) -> Result:
     return r
 
 
-# --- HTTP with wrk --------------------------------------------------------------------------
+# --- HTTP with wrk (bench_wrk) ------------------------------------------------------------
 
-# Appended to every wrk script: responses counted per second of the run (monotonic clock through
-# LuaJIT's ffi), printed with the maximum latency when the run is done, so a stall shows up as a
-# second with few or no responses rather than hiding in the mean.
-WRK_TIMING = """
-local lb_ffi = require("ffi")
-lb_ffi.cdef[[
-typedef struct { long tv_sec; long tv_nsec; } lb_timespec;
-int clock_gettime(int clk, lb_timespec *tp);
-]]
-local lb_ts = lb_ffi.new("lb_timespec")
-local function lb_now_ms()
-  lb_ffi.C.clock_gettime(1, lb_ts)
-  return tonumber(lb_ts.tv_sec) * 1000 + tonumber(lb_ts.tv_nsec) / 1e6
-end
-lb_start = nil
-lb_buckets = {}
-local lb_threads = {}
-function setup(thread) table.insert(lb_threads, thread) end
-function init(args) lb_start = lb_now_ms() end
-function response(status, headers, body)
-  local b = math.floor((lb_now_ms() - lb_start) / 1000) + 1
-  lb_buckets[b] = (lb_buckets[b] or 0) + 1
-end
-function done(summary, latency, requests)
-  for _, t in ipairs(lb_threads) do
-    local b, n, out = t:get("lb_buckets"), 0, {}
-    for k, _ in pairs(b) do if k > n then n = k end end
-    for i = 1, n do out[#out + 1] = tostring(b[i] or 0) end
-    io.write("lb-seconds: ", table.concat(out, " "), "\\n")
-  end
-  io.write(string.format("lb-max-ms: %.3f\\n", latency.max / 1000))
-end
-"""
+def settled(timeout: float = 120) -> None:
+    """Until no replica of any app is starting or stopping (an autoscaling step in progress)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        apps = serve.status().applications.values()
+        busy = {state for app in apps for d in app.deployments.values()
+                for state, n in d.replica_states.items() if n and state != "RUNNING"}
+        if not busy:
+            return
+        time.sleep(0.2)
+    print("  (replicas still changing after the wait: measuring anyway)", flush=True)
 
 
-@dataclass(frozen=True)
-class Run:
-    """One wrk run: rate, latencies, errors, and its slowest whole second."""
-
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    max_ms: float = NAN
-    slowest: int = -1  # fewest responses in one whole second of the run (-1: not measured)
-    seconds: tuple[int, ...] = ()  # responses per second of the run, in order
+def drained(boards: list[Settings], timeout: float = 120) -> None:
+    """Until the writers have stored what earlier runs queued, so no run pays for another."""
+    deadline = time.monotonic() + timeout
+    while any(asyncio.run(backlog(s)) for s in boards) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
-def parse_seconds(out: str, duration: int) -> tuple[tuple[int, ...], int]:
-    """The per-second counts the timing hook printed, and the minimum over whole seconds."""
-    m = re.search(r"^lb-seconds: ?([\d ]*)$", out, re.M)
-    counts = tuple(int(x) for x in m.group(1).split()) if m else ()
-    whole = (counts + (0,) * duration)[:duration]  # a second without any response counts 0
-    return counts, min(whole) if m and whole else -1
-
-
-def parse_wrk(out: str, duration: int = 1) -> Run:
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not m:
-            return NAN
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if rps is None:
-        raise RuntimeError(f"wrk printed no rate:\n{out}")
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(non2xx.group(1)) if non2xx else 0) + (
-        sum(int(g) for g in sock.groups()) if sock else 0)
-    top = re.search(r"^lb-max-ms: ([\d.]+)$", out, re.M)
-    seconds, slowest = parse_seconds(out, duration)
-    return Run(float(rps.group(1)), ms("50%"), ms("99%"), errors,
-               float(top.group(1)) if top else NAN, slowest, seconds)
-
-
-def wrk(url: str, script: str | None, duration: int, conns: int) -> Run:
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", "", url]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write((script or "") + WRK_TIMING)
-        cmd[6] = f.name
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    finally:
-        os.unlink(f.name)
-    return parse_wrk(out, duration)
-
-
-def warm_up(url: str, script: str | None, conns: int) -> None:
-    """One short run first, so a measured run starts with its connections and paths warm."""
-    wrk(url, script, 1, conns)
+def quiet(boards: list[Settings]) -> None:
+    """Before a measured run: earlier runs' backlog stored, no replica starting."""
+    drained(boards)
+    settled()
 
 
 def http(key: str, name: str, url: str, script: str | None, d: int, c: int) -> Result:
     warm_up(url, script, c)
+    settled()
     return record(result_of(key, name, wrk(url, script, d, c)))
 
 
@@ -502,8 +440,9 @@ def scale_out(settings: Settings, users: int, d: int, c: int) -> None:
     with SecondRedis() as second:
         db = f"{settings.database_name()}_scale"  # each board keeps its durable record apart
         one = settings.model_copy(update={"board": "scale1", "pgdatabase": db})
-        two = settings.model_copy(update={"board": "scale2", "pgdatabase": db, "redis_shards": ",".join(
-            f"{r}={second}" for r in settings.region_list if r != "GLOBAL")})
+        shards = ",".join(f"{r}={second}" for r in settings.region_list if r != "GLOBAL")
+        two = settings.model_copy(update={"board": "scale2", "pgdatabase": db,
+                                          "redis_shards": shards})
         asyncio.run(ensure_database(one))
         for s in (one, two):
             asyncio.run(seed_board(s, users))
@@ -543,6 +482,23 @@ async def backlog(settings: Settings) -> int:
         await r.aclose()
 
 
+async def until_empty(settings: Settings) -> None:
+    """Until every shard stream is empty, looking every 20 ms through one connection (a new
+    event loop and connection per look cost the two cores as much as a writer)."""
+    r = aioredis.Redis.from_url(settings.redis_url)
+    streams = [Keys(settings.board).stream(s) for s in settings.region_list]
+    try:
+        while True:
+            async with r.pipeline(transaction=False) as pipe:
+                for name in streams:
+                    pipe.xlen(name)
+                if not any(await pipe.execute()):
+                    return
+            await asyncio.sleep(0.02)
+    finally:
+        await r.aclose()
+
+
 async def pg_execute(settings: Settings, sql: str) -> None:
     conn = await asyncpg.connect(settings.dsn())
     try:
@@ -560,8 +516,7 @@ def drain_writer_pool(settings: Settings, writers: list[Any], events: int, users
     queued = asyncio.run(backlog(settings))
     start = time.perf_counter()
     ray.get([w.resume.remote() for w in writers])
-    while asyncio.run(backlog(settings)) > 0:
-        time.sleep(0.01)
+    asyncio.run(until_empty(settings))
     seconds = time.perf_counter() - start
     record(Result("pool", f"writer pool ({len(writers)} writer actors, batch "
                   f"{settings.writer_batch_size}) draining {queued:,} events of {users:,} users",
@@ -573,10 +528,8 @@ async def bare_upsert(settings: Settings, events: int, users: int, conns: int) -
     """The same events straight into Postgres: the ceiling the writer pool is compared with."""
     await pg_execute(settings, "TRUNCATE leaderboard")
     regions = settings.region_list
-    rows = [ScoreEvent(user_id=f"drain-{i % users:07d}", name="D",
-                       region=regions[(i % users) % len(regions)], score=i,
-                       version=1_800_000_000_000_000 + i, reached=1, ts=0)
-            for i in range(events)]
+    rows = [StoredEvent(f"drain-{i % users:07d}", "D", regions[(i % users) % len(regions)], i,
+                        1_800_000_000_000_000 + i, 1, 0) for i in range(events)]
     batch = settings.writer_batch_size
     chunks = [rows[i:i + batch] for i in range(0, len(rows), batch)]
     pg = await asyncpg.create_pool(settings.dsn(), min_size=conns, max_size=conns)
@@ -584,7 +537,7 @@ async def bare_upsert(settings: Settings, events: int, users: int, conns: int) -
     try:
         start = time.perf_counter()
 
-        async def worker(mine: list[list[ScoreEvent]]) -> None:
+        async def worker(mine: list[list[StoredEvent]]) -> None:
             for chunk in mine:
                 await upsert(pg, chunk)
 
@@ -782,7 +735,14 @@ def write_runs(settings: Settings, base: str, tokens: list[str], args: argparse.
 
 
 def read_runs(settings: Settings, base: str, users: int, d: int, c: int) -> None:
-    """Item 3: top-100, rank and around-me reads."""
+    """Item 3: top-100, rank and around-me reads, at the ranking replica count the read load
+    scales to: a first warm-up long enough for the autoscaler to act (a replica that starts
+    during a measured run starves it on two cores; see docs/performance.md)."""
+    from leaderboard.serve.config import deployment_options
+
+    auto = deployment_options()["Ranker"].get("autoscaling_config") or {}
+    warm_up(f"{base}/top?limit=100", None, c, math.ceil(auto.get("upscale_delay_s", 0)) + 3)
+    settled()
     http("top", "GET /top?limit=100", f"{base}/top?limit=100", None, d, c)
     http("rank", "GET /rank/{id}", base, WRK_PATHS % (users, "/rank/bench-%06d"), d, c)
     http("around", "GET /around/{id}?range=10", base,
@@ -816,20 +776,24 @@ def serve_items(settings: Settings, args: argparse.Namespace, only: set[str]) ->
             http("ceiling", "trivial deployment (the ceiling)", f"{base}/trivial/", None, d, c)
             serve.delete("trivial")  # each measurement with only the apps it needs deployed
         if only & {"2", "7"}:
+            quiet([settings, limited])
             write_runs(settings, base, tokens, args, only)
             drop_app("limited", limited)
         if "4" in only:
+            quiet([settings])
             server = issue_token(settings, "bench-server", "Server", "GLOBAL", role="server")
             batch = http("batch", "POST /scores/batch, 1,000 items per request (4 connections)",
                          f"{base}/scores/batch", WRK_BATCH % (server, args.users), d, 4)
             batch.value, batch.unit = batch.value * 1000, "score updates/s"
         if "3" in only:
+            quiet([settings])  # the batch run's events stored, its abandoned requests done
             read_runs(settings, base, args.users, d, c)
         if "scale" in only:
             print("issue 5: reads with 1 vs 2 ranking replicas and 1 vs 2 Redis instances",
                   flush=True)
             scale_out(settings, args.users, d, c)
         if "6" in only:
+            quiet([settings])
             print("6. writer pool vs bare upsert", flush=True)
             from leaderboard.pipeline.pool import writer_actor_name
 
@@ -873,7 +837,8 @@ def main() -> None:
     args = parse_args()
     only = set(args.only.split(","))
     if shutil.which("wrk") is None:
-        sys.exit("bench: wrk is not installed (scripts/bench installs it; Debian: apt-get install wrk)")
+        sys.exit("bench: wrk is not installed (scripts/bench installs it; Debian: apt-get "
+                 "install wrk)")
     started = time.perf_counter()
     settings = Settings()  # type: ignore[call-arg]
     asyncio.run(ensure_database(settings))
