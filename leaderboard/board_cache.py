@@ -79,12 +79,24 @@ class BoardCache:
         return found
 
     async def refresh(self) -> None:
-        """Apply every row whose ``rev`` moved since the last refresh."""
+        """Apply every row whose ``rev`` moved since the last refresh, then reconcile with the
+        ids that exist: a row purged before this process saw its tombstone, or one whose
+        revision committed after a higher one, is caught here."""
         async with self._lock:
             rows = await self._pg.fetch(
                 f"SELECT {COLUMNS} FROM boards WHERE rev > $1 ORDER BY rev", self._pg_rev)
             for row in rows:
                 self._apply(row)
+            ids = await self._pg.fetch("SELECT id, deleted_at IS NOT NULL AS gone FROM boards")
+            live = {r["id"] for r in ids if not r["gone"]} | {DEFAULT.id}
+            self._deleting = {r["id"] for r in ids if r["gone"]}
+            for board_id in set(self._boards) - live:
+                del self._boards[board_id]
+            missing = sorted(live - set(self._boards))
+            if missing:
+                for row in await self._pg.fetch(
+                        f"SELECT {COLUMNS} FROM boards WHERE id = ANY($1)", missing):
+                    self._apply(row)
 
     def _apply(self, row: asyncpg.Record) -> None:
         self._pg_rev = max(self._pg_rev, int(row["rev"]))

@@ -51,7 +51,8 @@ def _exactly_one(*fields: str) -> dict[str, Any]:
 
 
 class BatchItem(BaseModel):
-    """One write of a game server's batch: exactly one of ``score`` (set) or ``delta`` (add)."""
+    """One write of a game server's batch: exactly one of ``score`` (set) or ``delta`` (add),
+    to ``board`` (``default`` unless named; its operator decides which of the two it takes)."""
 
     model_config = ConfigDict(json_schema_extra=_exactly_one("score", "delta"))
 
@@ -59,6 +60,7 @@ class BatchItem(BaseModel):
     score: Score | None = None
     delta: Score | None = None
     idempotency_key: IdemKey | None = None
+    board: Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "default"
 
     @model_validator(mode="after")
     def _one_of(self) -> BatchItem:

@@ -190,3 +190,29 @@ async def test_default_board_answers_stay_as_they_were(client: httpx.AsyncClient
     assert set(r.json()) == {"rank", "user_id", "name", "region", "score"}
     r = await client.get(f"/rank/{user}")
     assert r.json()["score"] == 7
+
+
+async def test_batch_items_name_their_board(client: httpx.AsyncClient, service: Service) -> None:
+    best = board_id()
+    await create(client, service, id=best, order="asc", operator="best")
+    users = [uid("bt") for _ in range(3)]
+    for u in users:
+        await register(client, u)
+    server = bearer(issue_token(service.settings, "game", "Game", "GLOBAL", role="server"))
+    items = [{"user_id": users[0], "score": 50, "board": best},
+             {"user_id": users[1], "score": 40, "board": best},
+             {"user_id": users[2], "delta": 5, "board": best},
+             {"user_id": users[2], "score": 9, "board": "no-such-board"},
+             {"user_id": users[2], "score": 9}]
+    r = await client.post("/scores/batch", json={"items": items}, headers=server)
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert res[0]["entry"]["improved"] is True and res[0]["entry"]["season"] == 1
+    assert res[1]["entry"]["rank"] == 1  # asc: 40 before 50
+    assert (res[2]["status"], res[2]["error"]) == ("refused", "operator_mismatch")
+    assert (res[3]["status"], res[3]["error"]) == ("refused", "not_found")
+    assert res[4]["status"] == "applied" and "season" not in res[4]["entry"]
+    r = await client.post("/scores/batch", json={"items": [
+        {"user_id": users[0], "score": 60, "board": best}]}, headers=server)
+    assert r.json()["results"][0]["entry"] == {**r.json()["results"][0]["entry"],
+                                               "score": 50, "improved": False}

@@ -8,10 +8,11 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from leaderboard.actors.router import shard_for
-from leaderboard.actors.shard import WriteCommand, WriteMode
+from leaderboard.actors.shard import WriteCommand, WriteMode, WriteResult
 from leaderboard.boards import DEFAULT, Board, Kind
-from leaderboard.errors import BadRequest, NotFound, OperatorMismatch
+from leaderboard.errors import BadRequest, LeaderboardError, NotFound, OperatorMismatch
 from leaderboard.models import (
+    BatchItem,
     BatchRequest,
     BoardPath,
     BoardScore,
@@ -22,7 +23,7 @@ from leaderboard.models import (
 )
 from leaderboard.serve.asgi import Call, Reply
 from leaderboard.serve.context import Context
-from leaderboard.serve.refusals import batch_item, entry
+from leaderboard.serve.refusals import batch_item, entry, refused_item
 
 _IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(IdemKey)
 
@@ -74,21 +75,34 @@ async def add(ctx: Context, call: Call) -> Reply:
     return await _write(ctx, call, "add", body.delta, 200)
 
 
+def _kind(item: BatchItem | BoardScore) -> tuple[Kind, int]:
+    if item.score is not None:
+        return "score", item.score
+    return "delta", int(item.delta or 0)
+
+
+def _check(board: Board | None, kind: Kind) -> LeaderboardError | None:
+    """Why a write of ``kind`` cannot go to ``board`` (None: it can)."""
+    if board is None:
+        return NotFound("no such board")
+    if not board.accepts(kind):
+        return OperatorMismatch(f"a {board.operator} board takes "
+                                + ("scores, not deltas" if kind == "delta" else
+                                   "deltas, not scores"))
+    return None
+
+
 async def board_score(ctx: Context, call: Call) -> Reply:
     """Submit to a board: ``score`` or ``delta`` as its operator takes; the entry + ``season``
     (and ``improved`` on best boards)."""
     path: BoardPath = call.path
     board = await ctx.boards.lookup(path.board)
-    if board is None:
-        raise NotFound(f"no board {path.board!r}")
-    body: BoardScore = call.body
-    kind: Kind = "score" if body.score is not None else "delta"
-    if not board.accepts(kind):
-        raise OperatorMismatch(f"a {board.operator} board takes "
-                               + ("scores, not deltas" if kind == "delta" else "deltas, not scores"))
-    value = body.score if body.score is not None else body.delta
-    return await _write(ctx, call, "set" if kind == "score" else "add", int(value or 0), 200,
-                        board)
+    kind, value = _kind(call.body)
+    error = _check(board, kind)
+    if error is not None:
+        raise error
+    assert board is not None
+    return await _write(ctx, call, "set" if kind == "score" else "add", value, 200, board)
 
 
 async def batch(ctx: Context, call: Call) -> Reply:
@@ -96,6 +110,7 @@ async def batch(ctx: Context, call: Call) -> Reply:
     shard; one answer per item, in order. Per-user and per-region limits still apply."""
     body: BatchRequest = call.body
     profiles = await ctx.profiles({item.user_id for item in body.items})
+    boards = {b: await ctx.boards.lookup(b) for b in {item.board for item in body.items}}
     answers: list[dict[str, Any] | None] = [None] * len(body.items)
     by_shard: dict[str, list[tuple[int, WriteCommand]]] = {}
     for i, item in enumerate(body.items):
@@ -104,15 +119,26 @@ async def batch(ctx: Context, call: Call) -> Reply:
             answers[i] = {"user_id": item.user_id, "status": "refused",
                           "error": "unknown_user", "detail": "no such user"}
             continue
-        mode: WriteMode = "set" if item.score is not None else "add"
-        value = item.score if item.score is not None else item.delta
-        cmd = WriteCommand(item.user_id, profile[0], profile[1], mode, int(value or 0),
-                           item.idempotency_key)
+        kind, value = _kind(item)
+        error = _check(boards[item.board], kind)
+        if error is not None:
+            answers[i] = refused_item(item.user_id, error)
+            continue
+        cmd = WriteCommand(item.user_id, profile[0], profile[1],
+                           "set" if kind == "score" else "add", value, item.idempotency_key,
+                           item.board)
         by_shard.setdefault(shard_for(ctx.topology, profile[1], item.user_id), []).append((i, cmd))
     groups = list(by_shard.items())
     outcomes = await asyncio.gather(
         *(ctx.write_group(shard, [cmd for _, cmd in items]) for shard, items in groups))
     for (_, items), results in zip(groups, outcomes, strict=True):
         for (i, cmd), result in zip(items, results, strict=True):
-            answers[i] = batch_item(cmd, result)
+            answers[i] = _batch_answer(boards[cmd.board], cmd, result)
     return Reply.json({"results": answers})
+
+
+def _batch_answer(board: Board | None, cmd: WriteCommand, result: WriteResult) -> dict[str, Any]:
+    answer = batch_item(cmd, result)
+    if board is not None and board.operator == "best" and "entry" in answer:
+        answer["entry"]["improved"] = result.improved
+    return answer
