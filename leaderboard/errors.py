@@ -8,6 +8,7 @@ LeaderboardError          base: status_code + code (+ Retry-After when retrying 
 ├── Unauthorized          401 missing, invalid or expired token; wrong credentials
 ├── Forbidden             403 a valid token without the role an endpoint needs
 ├── NotFound              404 user not on the board, or no such path
+│   └── NoSuchSeason      404 a read of a season that has not started
 ├── MethodNotAllowed      405 the path exists, not with this method
 ├── Conflict              409 user or entry already exists
 │   └── SeasonNotStarted  409 the board's first season starts later (Retry-After: until then)
@@ -76,6 +77,10 @@ class Unauthorized(LeaderboardError):
 class NotFound(LeaderboardError):
     status_code = 404
     code = "not_found"
+
+
+class NoSuchSeason(NotFound):
+    code = "season_not_started"
 
 
 class MethodNotAllowed(LeaderboardError):

@@ -413,6 +413,69 @@ table.insert(out, 1, r)
 return out
 """
 
+# Reads of a board's season (docs/boards.md, "Reads"). Like the write script, a live read picks
+# season k or k + 1 by this instance's clock, t = max(TIME, clock + 1), nothing written; so a read
+# agrees with the writes on its instance at a boundary, not with the reader's host clock.
+_BOARD_READ = _ENTRIES + _WARMING + """
+-- KEYS: 1 registry, 2 clock, 3 epoch, 4 warming, 5 board of season k, 6 board of k + 1
+--       (rank and around: 7 user hash of k, 8 of k + 1)
+-- ARGV: 1 board id, 2 generation, 3 start of k, 4 end of k, 5 end of k + 1 (µs, '' = none),
+--       6 user hash prefix of k, 7 of k + 1, 8 limit or span, 9 '1': season k as asked (no pick)
+-- Returns 'board_changed', 'warming', {'early', t} (t before the start of k), {'stale', t}
+-- (t after both candidates), or a table whose first element is 1 (season k) or 2 (k + 1).
+local function pick()
+  if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+    if redis.call('EXISTS', KEYS[3]) == 0 then return 'warming' end
+    return 'board_changed'
+  end
+  if warming(KEYS[3], KEYS[4]) then return 'warming' end
+  local now = redis.call('TIME')
+  local t = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  local c = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if t <= c then t = c + 1 end
+  if t < tonumber(ARGV[3]) then return {'early', t} end
+  if ARGV[9] == '1' or ARGV[4] == '' or t < tonumber(ARGV[4]) then return 1 end
+  if ARGV[5] == '' or t < tonumber(ARGV[5]) then return 2 end
+  return {'stale', t}
+end
+local w = pick()
+if type(w) ~= 'number' then return w end
+local board, prefix = KEYS[4 + w], ARGV[5 + w]
+"""
+
+BOARD_TOP = _BOARD_READ + """
+-- Returns {w, total, uid, name, region, score, ...} in rank order.
+local out = entries(redis.call('ZREVRANGE', board, 0, tonumber(ARGV[8]) - 1), prefix)
+table.insert(out, 1, redis.call('ZCARD', board))
+table.insert(out, 1, w)
+return out
+"""
+
+BOARD_RANK = _BOARD_READ + """
+-- Returns {w, rank0, name, region, score}, or {w} when the user is not on the board.
+local h = redis.call('HMGET', KEYS[6 + w], 'member', 'name', 'region', 'score')
+if not h[1] then return {w} end
+local r = redis.call('ZREVRANK', board, h[1])
+if not r then return {w} end
+return {w, r, h[2], h[3], h[4]}
+"""
+
+BOARD_AROUND = _BOARD_READ + """
+-- Returns {w, self rank0, first rank0, uid, name, region, score, ...}, or {w}.
+local member = redis.call('HGET', KEYS[6 + w], 'member')
+if not member then return {w} end
+local r = redis.call('ZREVRANK', board, member)
+if not r then return {w} end
+local n = tonumber(ARGV[8])
+local first = r - n
+if first < 0 then first = 0 end
+local out = entries(redis.call('ZREVRANGE', board, first, r + n), prefix)
+table.insert(out, 1, first)
+table.insert(out, 1, r)
+table.insert(out, 1, w)
+return out
+"""
+
 # Shared Lua helper: apply one event where the instance has no newer version of the user.
 # boards: 'g' the GLOBAL board, 'r' the region's board, 'gr' both (what this instance holds).
 _APPLY = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -10,8 +11,18 @@ import redis.asyncio as aioredis
 from pydantic_core import to_json
 from redis.commands.core import AsyncScript
 
-from leaderboard.errors import Unavailable
-from leaderboard.keys import AROUND, RANK, TOP, Keys
+from leaderboard.boards import Board
+from leaderboard.errors import BoardChanged, NoSuchSeason, Unavailable, Warming
+from leaderboard.keys import (
+    AROUND,
+    BOARD_AROUND,
+    BOARD_RANK,
+    BOARD_TOP,
+    DEFAULT_BOARD,
+    RANK,
+    TOP,
+    Keys,
+)
 from leaderboard.redis_client import REDIS_DOWN, connect
 from leaderboard.serve.pg import Postgres
 from leaderboard.serve.pg_ranks import PostgresRanks
@@ -20,6 +31,7 @@ from leaderboard.shards import Topology
 
 Entry = dict[str, Any]
 WARMING = "warming"
+STALE_RERUNS = 2  # live board reads rerun when this replica's clock estimate was a season off
 
 
 class ReadRequest(NamedTuple):
@@ -57,11 +69,13 @@ class ReadScripts:
     top: AsyncScript
     rank: AsyncScript
     around: AsyncScript
+    board: dict[str, AsyncScript]  # BOARD_TOP / BOARD_RANK / BOARD_AROUND by their text
 
     @classmethod
     def on(cls, redis: aioredis.Redis) -> ReadScripts:
         return cls(redis.register_script(TOP), redis.register_script(RANK),
-                   redis.register_script(AROUND))
+                   redis.register_script(AROUND),
+                   {s: redis.register_script(s) for s in (BOARD_TOP, BOARD_RANK, BOARD_AROUND)})
 
 
 class Ranker:
@@ -81,6 +95,7 @@ class Ranker:
         self._scripts.update({r: by_url[topology.instance[r]] for r in topology.regions
                               if r != GLOBAL})
         self._pg = PostgresRanks(Postgres(settings))
+        self._offset_us = 0  # Redis TIME minus this host's clock, as last seen in a reply
 
     async def top(self, region: str, limit: int) -> dict[str, Any]:
         k = self._keys
@@ -116,6 +131,91 @@ class Ranker:
             "around": [e for e in ranked if e["rank"] != me],
         }
 
+    # -- boards and seasons (docs/boards.md, "Reads"): the lead's /boards/{b}/... routes --------
+
+    async def board_top(self, board: Board, region: str, limit: int,
+                        season: int | None = None) -> dict[str, Any]:
+        """Top ``limit`` of a board's live season (``season`` None) or of season ``season``."""
+        if board.id == DEFAULT_BOARD:
+            return {**await self.top(region, limit), "season": _default_season(season)}
+        reply, k = await self._board_read(BOARD_TOP, board, region, season, limit, "")
+        return {"region": region, "entries": entries_from(reply[2:], 1),
+                "total": int(reply[1]), "season": k}
+
+    async def board_rank(self, board: Board, region: str, user_id: str,
+                         season: int | None = None) -> Entry | None:
+        """A user's entry in a board's season; None when not on it."""
+        if board.id == DEFAULT_BOARD:
+            k = _default_season(season)
+            found = await self.rank(region, user_id)
+            return None if found is None else {**found, "season": k}
+        reply, k = await self._board_read(BOARD_RANK, board, region, season, 0, user_id)
+        if len(reply) == 1:
+            return None
+        return {**entries_from([user_id, *reply[2:]], int(reply[1]) + 1)[0], "season": k}
+
+    async def board_around(self, board: Board, region: str, user_id: str, span: int,
+                           season: int | None = None) -> dict[str, Any] | None:
+        """Up to ``span`` entries above and below a user in a board's season; None: not on it."""
+        if board.id == DEFAULT_BOARD:
+            k = _default_season(season)
+            found = await self.around(region, user_id, span)
+            return None if found is None else {**found, "season": k}
+        reply, k = await self._board_read(BOARD_AROUND, board, region, season, span, user_id)
+        if len(reply) == 1:
+            return None
+        me, first = int(reply[1]) + 1, int(reply[2]) + 1
+        ranked = entries_from(reply[3:], first)
+        return {"region": region, "self": next(e for e in ranked if e["rank"] == me),
+                "around": [e for e in ranked if e["rank"] != me], "season": k}
+
+    async def _board_read(self, script: str, board: Board, region: str, season: int | None,
+                          arg: int, user_id: str) -> tuple[list[Any], int]:
+        """Run a board read script; its reply and the season it read.
+
+        Live reads pass two candidate seasons from this replica's estimate of the instance's
+        clock; the script picks by the instance's clock, or answers how far off the estimate
+        was, and the read runs again with candidates from that clock (``STALE_RERUNS`` times).
+        """
+        fixed = season is not None
+        # before the start by the estimate: ask anyway, the instance's clock decides
+        k = season if fixed else board.schedule.season_at(self._redis_now()) or 1
+        for _ in range(STALE_RERUNS + 1):
+            if k is None or k < 1:
+                raise NoSuchSeason("this season of the board has not started")
+            reply = await self._call(self._scripts[region].board[script],
+                                     *self._board_call(board, region, k, arg, user_id, fixed))
+            if reply == WARMING:
+                raise Warming("the board is being rebuilt; retry in a second")
+            if reply == "board_changed":
+                raise BoardChanged("the board was deleted or created again just now")
+            if reply[0] in ("early", "stale"):
+                self._offset_us = int(reply[1]) - time.time_ns() // 1000
+                if fixed:
+                    raise NoSuchSeason("this season of the board has not started")
+                k = board.schedule.season_at(int(reply[1]))
+                continue
+            return reply, k + int(reply[0]) - 1
+        raise Unavailable("the board's live season could not be settled; retry")
+
+    def _board_call(self, board: Board, region: str, k: int, arg: int, user_id: str,
+                    fixed: bool) -> tuple[list[str], list[Any]]:
+        key, cur, nxt = self._keys, self._keys.season(board.id, board.generation, k), \
+            self._keys.season(board.id, board.generation, k + 1)
+        start, end = board.schedule.bounds(k)
+        end_next = None if end is None else board.schedule.bounds(k + 1)[1]
+        keys = [key.boards, key.clock, key.epoch, key.warming, cur.board(region), nxt.board(region),
+                cur.user(user_id), nxt.user(user_id)]
+        args = [board.id, board.generation, start, "" if end is None else end,
+                "" if end_next is None else end_next, cur.user(""), nxt.user(""), arg,
+                "1" if fixed else "0"]
+        return keys, args
+
+    def _redis_now(self) -> int:
+        """This replica's estimate of the Redis clock (µs): its own plus the last offset seen."""
+        return time.time_ns() // 1000 + self._offset_us
+
+
     async def read_many(self, requests: list[ReadRequest]) -> list[bytes | None]:
         """Answer a group of reads as JSON bodies (None: the user is not on the board).
 
@@ -144,3 +244,10 @@ class Ranker:
             return await script(keys=keys, args=args)
         except REDIS_DOWN as exc:
             raise Unavailable("Redis is unreachable") from exc
+
+
+def _default_season(season: int | None) -> int:
+    """Board default has one season, 1."""
+    if season not in (None, 1):
+        raise NoSuchSeason("board default has one season, 1")
+    return 1
