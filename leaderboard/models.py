@@ -124,6 +124,7 @@ class TopResponse(BaseModel):
     entries: list[RankEntry]
     total: int
     warming: bool | None = None
+    season: int | None = None  # on /boards/{board}/... paths
 
 
 class AroundResponse(BaseModel):
@@ -131,6 +132,7 @@ class AroundResponse(BaseModel):
     self: RankEntry
     around: list[RankEntry]
     warming: bool | None = None
+    season: int | None = None
 
 
 class ErrorBody(BaseModel):
@@ -211,6 +213,25 @@ class TopQuery(RegionQuery):
 
 class AroundQuery(RegionQuery):
     span: Annotated[int, Field(ge=1, le=100, alias="range")] = 10
+
+
+SeasonParam = Annotated[int | None, Field(ge=1, le=2**62)]
+
+
+class BoardRegionQuery(RegionQuery):
+    season: SeasonParam = None  # absent: the live season
+
+
+class BoardTopQuery(TopQuery):
+    season: SeasonParam = None
+
+
+class BoardAroundQuery(AroundQuery):
+    season: SeasonParam = None
+
+
+class BoardUserPath(BoardPath):
+    user_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class Claims(BaseModel):

@@ -14,7 +14,7 @@ from leaderboard import board_purge, board_registry
 from leaderboard.actors.router import shard_for
 from leaderboard.actors.shard import WriteCommand, WriteMode, WriteResult
 from leaderboard.board_cache import BoardCache
-from leaderboard.errors import BadRequest, Forbidden, RateLimited, Unavailable
+from leaderboard.errors import BadRequest, Forbidden, LeaderboardError, RateLimited, Unavailable
 from leaderboard.keys import TAKE_TOKENS, Keys
 from leaderboard.models import Claims
 from leaderboard.redis_client import REDIS_DOWN, connect
@@ -23,7 +23,7 @@ from leaderboard.serve.asgi import Route
 from leaderboard.serve.batching import MicroBatcher
 from leaderboard.serve.failures import RAY_UNAVAILABLE
 from leaderboard.serve.pg import Postgres
-from leaderboard.serve.ranking import ReadRequest
+from leaderboard.serve.ranking import Answer, ReadRequest
 from leaderboard.serve.refusals import refusal
 from leaderboard.settings import Settings
 from leaderboard.shards import Topology
@@ -67,7 +67,7 @@ class Context:
             for shard, handle in shards.items()
         }
         # reads may spread over every ranking replica
-        self._reads: MicroBatcher[ReadRequest, bytes | None] = MicroBatcher(
+        self._reads: MicroBatcher[ReadRequest, Answer] = MicroBatcher(
             self._read_sender, max_size=size, max_wait_s=wait,
             max_inflight=settings.batch_max_inflight * ranking_replicas)
 
@@ -79,8 +79,8 @@ class Context:
 
         return send
 
-    async def _read_sender(self, requests: list[ReadRequest]) -> list[bytes | None]:
-        results: list[bytes | None] = await self._ranker.read_many.remote(requests)
+    async def _read_sender(self, requests: list[ReadRequest]) -> list[Answer]:
+        results: list[Answer] = await self._ranker.read_many.remote(requests)
         return results
 
     # -- background work -------------------------------------------------------------------
@@ -167,8 +167,11 @@ class Context:
             return [WriteResult("unavailable") for _ in cmds]
 
     async def read(self, request: ReadRequest) -> bytes | None:
-        """The JSON body of a read (None: the user is not on the board)."""
-        return await self._reads.submit(request)
+        """The JSON body of a read (None: the user is not on the board); a refusal raises."""
+        answer = await self._reads.submit(request)
+        if isinstance(answer, LeaderboardError):
+            raise answer
+        return answer
 
     # -- accounts --------------------------------------------------------------------------
 

@@ -11,8 +11,16 @@ import redis.asyncio as aioredis
 from pydantic_core import to_json
 from redis.commands.core import AsyncScript
 
+from leaderboard.board_cache import BoardCache
 from leaderboard.boards import Board
-from leaderboard.errors import BoardChanged, NoSuchSeason, Unavailable, Warming
+from leaderboard.errors import (
+    BoardChanged,
+    LeaderboardError,
+    NoSuchSeason,
+    NotFound,
+    Unavailable,
+    Warming,
+)
 from leaderboard.keys import (
     AROUND,
     BOARD_AROUND,
@@ -41,6 +49,11 @@ class ReadRequest(NamedTuple):
     region: str
     arg: int  # top: limit; around: span
     user_id: str
+    board: str = ""  # '': the seed's paths (board default, answers without "season")
+    season: int = 0  # 0: the live season
+
+
+Answer = bytes | None | LeaderboardError  # a refusal travels back as the answer of its read
 
 
 def encode(answer: Any) -> bytes:
@@ -95,6 +108,8 @@ class Ranker:
         self._scripts.update({r: by_url[topology.instance[r]] for r in topology.regions
                               if r != GLOBAL})
         self._pg = PostgresRanks(Postgres(settings))
+        self._boards = BoardCache(Postgres(settings, max_size=1), self._redis, self._keys)
+        self._boards_task: asyncio.Task[None] | None = None
         self._offset_us = 0  # Redis TIME minus this host's clock, as last seen in a reply
 
     async def top(self, region: str, limit: int) -> dict[str, Any]:
@@ -216,27 +231,51 @@ class Ranker:
         return time.time_ns() // 1000 + self._offset_us
 
 
-    async def read_many(self, requests: list[ReadRequest]) -> list[bytes | None]:
-        """Answer a group of reads as JSON bodies (None: the user is not on the board).
+    async def read_many(self, requests: list[ReadRequest]) -> list[Answer]:
+        """Answer a group of reads as JSON bodies (None: the user is not on the board; a
+        ``LeaderboardError``: this read's refusal, e.g. an unknown board or season).
 
         Identical requests in the group share one answer, encoded once, here on the ranking
         replica: the gateway sends the bytes as they are, and bytes cross the Ray hop far more
-        cheaply than a hundred nested dicts.
+        cheaply than a hundred nested dicts. One read's refusal is its own, not the group's.
         """
+        if self._boards_task is None:
+            self._boards_task = asyncio.get_running_loop().create_task(self._boards.run())
         distinct = list(dict.fromkeys(requests))
-        answers = await asyncio.gather(*(self._read(r) for r in distinct))
-        by_request = {r: None if a is None else encode(a)
-                      for r, a in zip(distinct, answers, strict=True)}
+        answers = await asyncio.gather(*(self._read(r) for r in distinct),
+                                       return_exceptions=True)
+        by_request: dict[ReadRequest, Answer] = {}
+        for request, answer in zip(distinct, answers, strict=True):
+            if isinstance(answer, BaseException) and not isinstance(answer, LeaderboardError):
+                raise answer  # a bug: the whole group's callers see it as a 500
+            by_request[request] = answer if isinstance(answer, LeaderboardError) or (
+                answer is None) else encode(answer)
         return [by_request[r] for r in requests]
 
     async def _read(self, request: ReadRequest) -> Any:
-        kind, region, arg, user_id = request
+        if request.board:
+            return await self._board_read_of(request)
+        kind, region, arg, user_id = request[:4]
         if kind == "top":
             return await self.top(region, arg)
         if kind == "rank":
             return await self.rank(region, user_id)
         if kind == "around":
             return await self.around(region, user_id, arg)
+        raise ValueError(f"unknown read kind {kind!r}")
+
+    async def _board_read_of(self, request: ReadRequest) -> Any:
+        kind, region, arg, user_id, board_id, season = request
+        board = await self._boards.lookup(board_id)
+        if board is None:
+            raise NotFound(f"no board {board_id!r}")
+        k = season or None
+        if kind == "top":
+            return await self.board_top(board, region, arg, k)
+        if kind == "rank":
+            return await self.board_rank(board, region, user_id, k)
+        if kind == "around":
+            return await self.board_around(board, region, user_id, arg, k)
         raise ValueError(f"unknown read kind {kind!r}")
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:

@@ -216,3 +216,43 @@ async def test_batch_items_name_their_board(client: httpx.AsyncClient, service: 
         {"user_id": users[0], "score": 60, "board": best}]}, headers=server)
     assert r.json()["results"][0]["entry"] == {**r.json()["results"][0]["entry"],
                                                "score": 50, "improved": False}
+
+
+# -- reads --------------------------------------------------------------------------------
+
+
+async def test_reads_of_a_board_and_its_season(client: httpx.AsyncClient,
+                                               service: Service) -> None:
+    bid = board_id()
+    await create(client, service, id=bid, order="asc", operator="best", reset=3600)
+    season = (await client.get(f"/boards/{bid}")).json()["season"]["number"]
+    users = [uid("rd") for _ in range(3)]
+    for u, score in zip(users, (30, 10, 20), strict=True):
+        r = await submit(client, await register(client, u, region="EU"), bid, score=score)
+        assert r.status_code == 200, r.text
+    top = (await client.get(f"/boards/{bid}/top", params={"limit": 10})).json()
+    assert [e["user_id"] for e in top["entries"]] == [users[1], users[2], users[0]]
+    assert (top["total"], top["season"]) == (3, season)
+    eu = (await client.get(f"/boards/{bid}/top", params={"region": "EU"})).json()
+    assert [e["score"] for e in eu["entries"]] == [10, 20, 30]
+    r = await client.get(f"/boards/{bid}/rank/{users[0]}", params={"season": season})
+    assert (r.json()["rank"], r.json()["score"], r.json()["season"]) == (3, 30, season)
+    r = await client.get(f"/boards/{bid}/around/{users[2]}", params={"range": 1})
+    body = r.json()
+    assert body["self"]["rank"] == 2 and [e["rank"] for e in body["around"]] == [1, 3]
+    r = await client.get(f"/boards/{bid}/top", params={"season": season + 1})
+    assert r.status_code == 404 and r.json()["error"] == "season_not_started"
+    r = await client.get(f"/boards/{bid}/rank/{uid('nobody')}")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = await client.get("/boards/no-such-board/top")
+    assert r.status_code == 404
+
+
+async def test_default_board_reads_through_board_paths(client: httpx.AsyncClient) -> None:
+    user = uid()
+    await submit(client, await register(client, user), "default", score=3)
+    plain = (await client.get(f"/rank/{user}")).json()
+    board = (await client.get(f"/boards/default/rank/{user}")).json()
+    assert board == {**plain, "season": 1}, (sorted(board.items()), sorted(plain.items()))
+    r = await client.get("/boards/default/top", params={"season": 2})
+    assert r.status_code == 404
