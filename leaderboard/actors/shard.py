@@ -203,15 +203,16 @@ class RegionShard:
         board = DEFAULT if cmd.board == DEFAULT_BOARD else self.boards(cmd.board)
         assert board is not None  # _precheck answered unknown boards
         season = 1 if board is DEFAULT else self._candidate(board, redis_us)
-        p = k.season(board.id, board.generation, season)
+        # board default, season 1: today's keys (k itself), without building a prefix per write
+        p = k if board is DEFAULT else k.season(board.id, board.generation, season)
         # on another instance than GLOBAL's, the script's "GLOBAL" is the region board
         global_board = cmd.region if self._fold is not None else GLOBAL
+        idem = k.idempotency(cmd.user_id, cmd.idempotency_key or "") if board is DEFAULT else \
+            k.idempotency(cmd.user_id, cmd.idempotency_key or "", board.id, board.generation)
         keys = [
             p.user(cmd.user_id), p.board(global_board), p.board(cmd.region),
             k.stream(self._shard), k.clock, k.user_bucket(cmd.user_id),
-            k.region_bucket(cmd.region),
-            k.idempotency(cmd.user_id, cmd.idempotency_key or "", board.id, board.generation),
-            k.epoch, k.warming,
+            k.region_bucket(cmd.region), idem, k.epoch, k.warming,
         ]
         fingerprint = f"{cmd.mode}:{cmd.value}" if cmd.idempotency_key else ""
         args: list[str | int] = [
@@ -253,7 +254,8 @@ class RegionShard:
         result = WriteResult(status, score, version, int(reply[3]) + 1, int(reply[4]),  # type: ignore[arg-type]
                              season=int(reply[6]), improved=int(reply[7]) == 1)
         if status == "ok" and result.improved:
-            self._observe(version)
+            if cmd.board != DEFAULT_BOARD:  # only other boards choose seasons by the clock
+                self._observe(version)
             self.unstored.add(self._event(cmd, result, int(reply[5])))
         return result
 

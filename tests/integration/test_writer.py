@@ -8,6 +8,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from leaderboard.actors.shard import RegionShard, WriteCommand
+from leaderboard.boards import Board, generation_of
 from leaderboard.keys import WRITERS_GROUP, Keys
 from leaderboard.models import ScoreEvent
 from leaderboard.pipeline import stream
@@ -255,3 +256,24 @@ async def test_malformed_compact_event_goes_to_dead_letter(
     dead = await redis.xrange(keys.dead("EU"))
     assert len(dead) == 1 and dead[0][1]["e"] == "1.5 2 3 4 EU bad Bad"
     assert "not an integer" in dead[0][1]["_error"]
+
+
+async def test_board_writes_reach_postgres_per_board_and_season(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    now = int((await redis.time())[0]) * 1_000_000
+    board = Board("speed", "S", "asc", "best", None, now - 1, generation_of(now))
+    await redis.hset(Keys(settings.board).boards, board.id, board.generation)
+    shard = RegionShard(settings, "EU", {board.id: board}.get)
+    await shard.write(WriteCommand("ann", "Ann", "EU", "set", 7))  # the default board
+    best = await shard.write(WriteCommand("ann", "Ann", "EU", "set", 40, board="speed"))
+    await shard.write(WriteCommand("ann", "Ann", "EU", "set", 50, board="speed"))  # not better
+    writer = make_writer(settings, redis, pg, "w-boards")
+    await writer.start()
+    assert await drain(writer) == 2
+    stored = {(r["board"], r["season"], r["user_id"]): (r["score"], r["version"])
+              for r in await pg.fetch("SELECT board, season, user_id, score, version "
+                                      "FROM leaderboard")}
+    assert stored[("speed", 1, "ann")] == (40, best.version) and len(stored) == 2
+    assert stored[("default", 1, "ann")][0] == 7
+    assert await shard.unstored.confirm(pg) == 2 and len(shard.unstored) == 0
