@@ -290,8 +290,12 @@ class RegionShardActor(RegionShard):
         for board in {c.board for c in cmds if c.board != DEFAULT_BOARD}:
             await self._cache.lookup(board)
         results = await super().write_many(cmds)
-        if any(r.status == "board_changed" for r in results):
-            await self._cache.refresh()  # deleted or created again: the retry sees it
+        changed = [i for i, r in enumerate(results) if r.status == "board_changed"]
+        if changed:  # deleted or created again since this cache loaded it: reload, resend once
+            await self._cache.refresh()
+            again = await super().write_many([cmds[i] for i in changed])
+            for i, result in zip(changed, again, strict=True):
+                results[i] = result
         return results
 
     async def _guard_loop(self) -> None:
