@@ -4,7 +4,8 @@ Run through ``scripts/bench`` (it creates the venv, makes sure Redis, Postgres a
 there). Starts its own Ray + Serve instance (port 18800, Redis index 10, database
 ``leaderboard_bench``; both are emptied) and measures, in this order:
 
-  1. the ceiling: a trivial FastAPI deployment under the same Serve settings;
+  1. the ceilings: a trivial plain-ASGI deployment (the targets' ceiling) and a trivial
+     FastAPI one, under the same Serve settings;
   2. single score writes over HTTP (limits off and on, alternated), with
   7. the write-to-Postgres lag measured by a probe during the first write run;
   4. the batch endpoint (score updates/s);
@@ -94,6 +95,27 @@ class Trivial:
     @trivial_api.get("/")
     async def noop(self) -> dict[str, bool]:
         return {"ok": True}
+
+
+async def _plain_ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A framework-free ASGI app answering {"ok": true} (lifespan acknowledged)."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"ok":true}'})
+
+
+@serve.deployment(max_ongoing_requests=1000, logging_config=QUIET_LOGS)
+@serve.ingress()
+class PlainTrivial:
+    """The ceiling the targets use: a plain ASGI ingress (as the gateway is) that does nothing."""
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return _plain_ok
 
 
 WRK_WRITE = """
@@ -624,9 +646,10 @@ def ratio_rows(big: int) -> list[tuple[str, str, str, bool | None]]:
             rows.append((what, f"{R[a].value:,.0f} req/s", f">= {target:,.0f} req/s",
                          R[a].value >= target))
 
-    share("update", "ceiling", "single writes / ceiling", 0.40)
+    ceiling = "plain" if "plain" in R else "ceiling"
+    share("update", ceiling, f"single writes / {ceiling} ceiling", 0.40)
     for k, label in (("top", "top-100"), ("rank", "rank"), ("around", "around-me")):
-        share(k, "ceiling", f"{label} reads / ceiling", 0.50)
+        share(k, ceiling, f"{label} reads / {ceiling} ceiling", 0.50)
     share("batch", "script_redis" if "script_redis" in R else "script_pipelined",
           "batch endpoint / write script pipelined on Redis", 0.25)
     share("pool", "bare", "writer pool / bare upsert", 0.70)
@@ -658,7 +681,7 @@ def markdown(args: argparse.Namespace, seconds: float) -> str:
         "| # | measurement | value | p50 ms | p99 ms | max ms | slowest second | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    item = {"ceiling": 1, "update": 2, "update_limits": 2, "top": 3, "rank": 3, "around": 3,
+    item = {"ceiling": 1, "plain": 1, "update": 2, "update_limits": 2, "top": 3, "rank": 3, "around": 3,
             "batch": 4, "script_single": 5, "script_pipelined": 5, "script_pipelined_limits": 5,
             "script_redis": 5,
             "pool": 6, "bare": 6, "lag": 7}
@@ -761,6 +784,8 @@ def serve_items(settings: Settings, args: argparse.Namespace, only: set[str]) ->
         if "1" in only:
             serve.run(Trivial.bind(), name="trivial", route_prefix="/trivial",
                       logging_config=QUIET_LOGS)
+            serve.run(PlainTrivial.bind(), name="plain", route_prefix="/plain",
+                      logging_config=QUIET_LOGS)
         serve.run(build_app(settings), name="leaderboard", route_prefix="/",
                   logging_config=QUIET_LOGS)
         # the same graph with every limit on, set high enough that every write is admitted:
@@ -773,8 +798,12 @@ def serve_items(settings: Settings, args: argparse.Namespace, only: set[str]) ->
         wait_ready(base)
         print("1-4, 7. HTTP", flush=True)
         if "1" in only:
-            http("ceiling", "trivial deployment (the ceiling)", f"{base}/trivial/", None, d, c)
+            http("ceiling", "trivial FastAPI deployment (the old ceiling)", f"{base}/trivial/",
+                 None, d, c)
+            http("plain", "trivial plain-ASGI deployment (the ceiling)", f"{base}/plain/", None,
+                 d, c)
             serve.delete("trivial")  # each measurement with only the apps it needs deployed
+            serve.delete("plain")
         if only & {"2", "7"}:
             quiet([settings, limited])
             write_runs(settings, base, tokens, args, only)

@@ -37,6 +37,6 @@ def test_quick_bench_measures_every_item_and_writes_the_report(tmp_path: Path) -
     for scale in ("with 1 ranking replica", "with 2 ranking replicas (1 Redis instance)",
                   "region boards on a 2nd Redis instance"):
         assert scale in report
-    for target in ("single writes / ceiling", "writer pool / bare upsert",
+    for target in ("single writes / plain ceiling", "writer pool / bare upsert",
                    "write-to-Postgres lag p99", "batch endpoint / write script pipelined on Redis"):
         assert target in report
