@@ -55,6 +55,8 @@ def options() -> argparse.Namespace:
                    help="MiB/h a process may grow over the 2nd half (30 = 5 MiB per 10 min)")
     p.add_argument("--noise-mib", type=float, default=3.0,
                    help="growth over the 2nd half below which a slope is noise")
+    p.add_argument("--judge", default="",
+                   help="judge only processes whose name matches this regex (default: all)")
     p.add_argument("--port", type=int, default=int(env("SOAK_HTTP_PORT", "18900")))
     p.add_argument("--redis-url", default=env("SOAK_REDIS_URL", "redis://127.0.0.1:6379/11"))
     p.add_argument("--pgdatabase", default=env("SOAK_PGDATABASE", "leaderboard_soak"))
@@ -90,10 +92,13 @@ async def empty_stores(settings: Settings) -> None:
         await conn.close()
 
 
-async def wait_healthy(base: Conn, seconds: float) -> None:
-    """Until ``/health`` answers 200 and not warming."""
+async def wait_healthy(base: Conn, seconds: float, service: psutil.Process | None) -> None:
+    """Until ``/health`` answers 200 and not warming (and the service has not exited)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if service is not None and (not service.is_running()
+                                    or service.status() == psutil.STATUS_ZOMBIE):
+            raise SystemExit("soak: the service exited during start-up (its log is named above)")
         try:
             status, body = await base.request("GET", "/health")
             if status == 200 and b'"warming":false' in body.replace(b" ", b""):
@@ -132,7 +137,8 @@ async def soak(args: argparse.Namespace, settings: Settings, root_pid: int | Non
     """Load, samples, drain and checks; the list of problems (empty: passed)."""
     target = urlsplit(args.url or f"http://127.0.0.1:{args.port}")
     host, port = target.hostname or "127.0.0.1", target.port or 80
-    await wait_healthy(Conn(host, port), 240)  # the service has created the database too
+    service = psutil.Process(root_pid) if root_pid else None
+    await wait_healthy(Conn(host, port), 240, service)  # the service has created the database
     redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     pg = await asyncpg.create_pool(settings.dsn(), min_size=1, max_size=2)
     assert pg is not None
@@ -168,7 +174,7 @@ async def soak(args: argparse.Namespace, settings: Settings, root_pid: int | Non
         print(await sampler.key_costs())
         print(f"load generator CPU: {cpu.ru_utime + cpu.ru_stime - cpu0.ru_utime - cpu0.ru_stime:.1f} s "
               f"for {time.monotonic() - start:.0f} s of load")
-        problems = judge(sampler, args.minutes, args.max_slope, args.noise_mib)
+        problems = judge(sampler, args.minutes, args.max_slope, args.noise_mib, args.judge)
         if load.tally.total_failed:
             problems.append(f"{load.tally.total_failed} requests failed")
         left = await drained(redis, keys, 120)

@@ -9,6 +9,7 @@ process title: Ray workers by what they run (``ray::ServeReplica:leaderboard:Gat
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -160,14 +161,15 @@ def fmt(v: float | None, kind: str) -> str:
     return f"{v:,.0f}" if kind == "count" else f"{v:.1f}"
 
 
-def judge(sampler: Sampler, minutes: float, max_slope: float, noise_mib: float) -> list[str]:
+def judge(sampler: Sampler, minutes: float, max_slope: float, noise_mib: float,
+          only: str = "") -> list[str]:
     """Processes growing faster than ``max_slope`` MiB/h (and by more than ``noise_mib``)
     over the second half, and processes that went away before the end (restarted or died;
     Serve replicas excepted: the autoscaler may stop one)."""
     last = max((t for s in sampler.series.values() for t in s.points), default=0.0)
     problems = []
     for s in sampler.series.values():
-        if s.kind != "process":
+        if s.kind != "process" or not re.search(only, s.name):
             continue
         slope = s.slope_per_hour(minutes / 2)
         if slope is not None and slope > max_slope and s.growth(minutes / 2) > noise_mib:
