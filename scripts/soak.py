@@ -36,6 +36,11 @@ from leaderboard.serve.auth import issue_token
 from leaderboard.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+START_ATTEMPTS = 3  # Ray gives its raylet 30 s to register: a loaded machine may miss that
+
+
+class StartupFailed(Exception):
+    """The service exited before answering ``/health``."""
 
 
 def options() -> argparse.Namespace:
@@ -98,7 +103,7 @@ async def wait_healthy(base: Conn, seconds: float, service: psutil.Process | Non
     while time.monotonic() < deadline:
         if service is not None and (not service.is_running()
                                     or service.status() == psutil.STATUS_ZOMBIE):
-            raise SystemExit("soak: the service exited during start-up (its log is named above)")
+            raise StartupFailed
         try:
             status, body = await base.request("GET", "/health")
             if status == 200 and b'"warming":false' in body.replace(b" ", b""):
@@ -191,7 +196,7 @@ async def soak(args: argparse.Namespace, settings: Settings, root_pid: int | Non
 
 def start_service(args: argparse.Namespace, state: Path) -> subprocess.Popen[bytes]:
     """``scripts/run`` in its own session, its output in ``state/run.log``."""
-    log = (state / "run.log").open("wb")
+    log = (state / "run.log").open("ab")
     return subprocess.Popen([str(ROOT / "scripts" / "run")], cwd=ROOT, env=service_env(args, state),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -199,7 +204,10 @@ def start_service(args: argparse.Namespace, state: Path) -> subprocess.Popen[byt
 def stop_service(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to ``scripts/run`` (it stops Serve, Ray and its services); then whatever is left
     of the processes it started, by pid."""
-    children = psutil.Process(proc.pid).children(recursive=True)
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:  # already gone (it exited during start-up)
+        children = []
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=90)
@@ -210,6 +218,20 @@ def stop_service(proc: subprocess.Popen[bytes]) -> None:
             child.kill()
         except psutil.NoSuchProcess:
             pass
+
+
+def run_spawned(args: argparse.Namespace, settings: Settings, state: Path) -> list[str]:
+    """Start the service (again, if it exits during start-up), soak it, stop it."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        proc = start_service(args, state)
+        print(f"soak: service on port {args.port} (pid {proc.pid}), log {state / 'run.log'}")
+        try:
+            return asyncio.run(soak(args, settings, proc.pid))
+        except StartupFailed:
+            print(f"soak: the service exited during start-up (attempt {attempt}), see its log")
+        finally:
+            stop_service(proc)
+    return [f"the service did not start in {START_ATTEMPTS} attempts"]
 
 
 def main() -> None:
@@ -230,12 +252,7 @@ def main() -> None:
                             PGDATABASE=args.pgdatabase, BOARD=args.board)
         asyncio.run(empty_stores(settings))
         os.environ["JWT_SECRET"] = secret
-        proc = start_service(args, state)
-        print(f"soak: service on port {args.port} (pid {proc.pid}), log {state / 'run.log'}")
-        try:
-            problems = asyncio.run(soak(args, settings, proc.pid))
-        finally:
-            stop_service(proc)
+        problems = run_spawned(args, settings, state)
     for p in problems:
         print(f"FAIL: {p}")
     print("soak: passed" if not problems else "soak: failed")
