@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("gcs_server", "raylet", "haproxy", "ray::ServeController", "ray::ProxyActor",
          "ray::RegionShardActor", "ray::Writer", "ray::ServeReplica:leaderboard:Gateway",
          "ray::ServeReplica:leaderboard:Ranker", "python -m leaderboard.run",
-         "redis used_memory", "postgres leaderboard table", "redis idem keys")
+         "redis used_memory", "redis board keys", "postgres leaderboard table", "redis idem keys")
 
 
 @pytest.mark.timeout(600)
