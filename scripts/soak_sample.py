@@ -176,7 +176,7 @@ def judge(sampler: Sampler, minutes: float, max_slope: float, noise_mib: float,
           only: str = "") -> list[str]:
     """Processes growing faster than ``max_slope`` MiB/h (and by more than ``noise_mib``)
     over the second half, and processes that went away before the end (restarted or died;
-    Serve replicas excepted: the autoscaler may stop one)."""
+    Serve replicas and HAProxy excepted: the autoscaler may stop one, a reload replaces it)."""
     last = max((t for s in sampler.series.values() for t in s.points), default=0.0)
     problems = []
     for s in sampler.series.values():
@@ -186,7 +186,8 @@ def judge(sampler: Sampler, minutes: float, max_slope: float, noise_mib: float,
         if slope is not None and slope > max_slope and s.growth(minutes / 2) > noise_mib:
             problems.append(f"{s.name} grows {slope:+.1f} MiB/h over the second half "
                             f"(+{s.growth(minutes / 2):.1f} MiB; limit {max_slope:g} MiB/h)")
-        if last not in s.points and "ServeReplica" not in s.name:  # replicas: autoscaled
+        # replicas: autoscaled; haproxy: Serve reloads it (a new process) when replicas change
+        if last not in s.points and not s.name.startswith(("ray::ServeReplica", "haproxy")):
             problems.append(f"{s.name} went away before the end of the run")
     return problems
 
