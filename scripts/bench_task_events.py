@@ -49,9 +49,9 @@ def cpu(procs: list[psutil.Process]) -> float:
     return total
 
 
-def listed() -> int:
+def listed(address: str) -> int:
     """Finished ``write_many`` calls that the state API knows of (the dashboard's task table)."""
-    summary = summarize_tasks(raise_on_missing_output=False)["cluster"]["summary"]
+    summary = summarize_tasks(address=address, raise_on_missing_output=False)["cluster"]["summary"]
     return sum(int(v["state_counts"].get("FINISHED", 0)) for k, v in summary.items()
                if k.endswith("write_many"))
 
@@ -66,7 +66,7 @@ async def pipelined(handle: Any, n: int) -> None:
         await asyncio.gather(*(handle.write_many.remote([i]) for i in range(start, start + WINDOW)))
 
 
-def run(enabled: bool, calls: int) -> dict[str, float]:
+def run(enabled: bool, calls: int, address: str) -> dict[str, float]:
     """One setting: a fresh actor, warm-up, then both phases; figures per phase."""
     handle: Any = ray.remote(Echo).options(num_cpus=0, max_concurrency=1000, enable_task_events=enabled,
                                       name=f"echo-{enabled}").remote()
@@ -85,7 +85,7 @@ def run(enabled: bool, calls: int) -> dict[str, float]:
         out[f"{phase}_cpu_ms_per_1k"] = (cpu(procs) - c0) / calls * 1e6
     time.sleep(3)  # let the workers flush their task events to the GCS
     out["gcs_rss_growth_mib"] = (gcs.memory_info().rss - rss0) / 2**20
-    out["tasks_listed"] = float(listed())
+    out["tasks_listed"] = float(listed(address))
     ray.kill(handle)
     return out
 
@@ -94,11 +94,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=20_000, help="calls per phase")
     args = p.parse_args()
-    ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
+    ctx = ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
+    address = f"http://{ctx.dashboard_url}"  # other Ray instances may run on this machine
     try:
         seen = 0
         for enabled in (True, False):
-            r = run(enabled, args.calls)
+            r = run(enabled, args.calls, address)
             r["tasks_listed"], seen = r["tasks_listed"] - seen, int(r["tasks_listed"])
             print(f"enable_task_events={enabled}: " + ", ".join(f"{k}={v:.1f}" for k, v in r.items()))
     finally:

@@ -36,6 +36,11 @@ from leaderboard.serve.auth import issue_token
 from leaderboard.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+START_ATTEMPTS = 3  # Ray gives its raylet 30 s to register: a loaded machine may miss that
+
+
+class StartupFailed(Exception):
+    """The service exited before answering ``/health``."""
 
 
 def options() -> argparse.Namespace:
@@ -55,6 +60,8 @@ def options() -> argparse.Namespace:
                    help="MiB/h a process may grow over the 2nd half (30 = 5 MiB per 10 min)")
     p.add_argument("--noise-mib", type=float, default=3.0,
                    help="growth over the 2nd half below which a slope is noise")
+    p.add_argument("--judge", default="",
+                   help="judge only processes whose name matches this regex (default: all)")
     p.add_argument("--port", type=int, default=int(env("SOAK_HTTP_PORT", "18900")))
     p.add_argument("--redis-url", default=env("SOAK_REDIS_URL", "redis://127.0.0.1:6379/11"))
     p.add_argument("--pgdatabase", default=env("SOAK_PGDATABASE", "leaderboard_soak"))
@@ -90,10 +97,13 @@ async def empty_stores(settings: Settings) -> None:
         await conn.close()
 
 
-async def wait_healthy(base: Conn, seconds: float) -> None:
-    """Until ``/health`` answers 200 and not warming."""
+async def wait_healthy(base: Conn, seconds: float, service: psutil.Process | None) -> None:
+    """Until ``/health`` answers 200 and not warming (and the service has not exited)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if service is not None and (not service.is_running()
+                                    or service.status() == psutil.STATUS_ZOMBIE):
+            raise StartupFailed
         try:
             status, body = await base.request("GET", "/health")
             if status == 200 and b'"warming":false' in body.replace(b" ", b""):
@@ -132,7 +142,8 @@ async def soak(args: argparse.Namespace, settings: Settings, root_pid: int | Non
     """Load, samples, drain and checks; the list of problems (empty: passed)."""
     target = urlsplit(args.url or f"http://127.0.0.1:{args.port}")
     host, port = target.hostname or "127.0.0.1", target.port or 80
-    await wait_healthy(Conn(host, port), 240)  # the service has created the database too
+    service = psutil.Process(root_pid) if root_pid else None
+    await wait_healthy(Conn(host, port), 240, service)  # the service has created the database
     redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     pg = await asyncpg.create_pool(settings.dsn(), min_size=1, max_size=2)
     assert pg is not None
@@ -168,7 +179,7 @@ async def soak(args: argparse.Namespace, settings: Settings, root_pid: int | Non
         print(await sampler.key_costs())
         print(f"load generator CPU: {cpu.ru_utime + cpu.ru_stime - cpu0.ru_utime - cpu0.ru_stime:.1f} s "
               f"for {time.monotonic() - start:.0f} s of load")
-        problems = judge(sampler, args.minutes, args.max_slope, args.noise_mib)
+        problems = judge(sampler, args.minutes, args.max_slope, args.noise_mib, args.judge)
         if load.tally.total_failed:
             problems.append(f"{load.tally.total_failed} requests failed")
         left = await drained(redis, keys, 120)
@@ -185,7 +196,7 @@ async def soak(args: argparse.Namespace, settings: Settings, root_pid: int | Non
 
 def start_service(args: argparse.Namespace, state: Path) -> subprocess.Popen[bytes]:
     """``scripts/run`` in its own session, its output in ``state/run.log``."""
-    log = (state / "run.log").open("wb")
+    log = (state / "run.log").open("ab")
     return subprocess.Popen([str(ROOT / "scripts" / "run")], cwd=ROOT, env=service_env(args, state),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -193,7 +204,10 @@ def start_service(args: argparse.Namespace, state: Path) -> subprocess.Popen[byt
 def stop_service(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to ``scripts/run`` (it stops Serve, Ray and its services); then whatever is left
     of the processes it started, by pid."""
-    children = psutil.Process(proc.pid).children(recursive=True)
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:  # already gone (it exited during start-up)
+        children = []
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=90)
@@ -204,6 +218,20 @@ def stop_service(proc: subprocess.Popen[bytes]) -> None:
             child.kill()
         except psutil.NoSuchProcess:
             pass
+
+
+def run_spawned(args: argparse.Namespace, settings: Settings, state: Path) -> list[str]:
+    """Start the service (again, if it exits during start-up), soak it, stop it."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        proc = start_service(args, state)
+        print(f"soak: service on port {args.port} (pid {proc.pid}), log {state / 'run.log'}")
+        try:
+            return asyncio.run(soak(args, settings, proc.pid))
+        except StartupFailed:
+            print(f"soak: the service exited during start-up (attempt {attempt}), see its log")
+        finally:
+            stop_service(proc)
+    return [f"the service did not start in {START_ATTEMPTS} attempts"]
 
 
 def main() -> None:
@@ -224,12 +252,7 @@ def main() -> None:
                             PGDATABASE=args.pgdatabase, BOARD=args.board)
         asyncio.run(empty_stores(settings))
         os.environ["JWT_SECRET"] = secret
-        proc = start_service(args, state)
-        print(f"soak: service on port {args.port} (pid {proc.pid}), log {state / 'run.log'}")
-        try:
-            problems = asyncio.run(soak(args, settings, proc.pid))
-        finally:
-            stop_service(proc)
+        problems = run_spawned(args, settings, state)
     for p in problems:
         print(f"FAIL: {p}")
     print("soak: passed" if not problems else "soak: failed")

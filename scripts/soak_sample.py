@@ -9,6 +9,7 @@ process title: Ray workers by what they run (``ray::ServeReplica:leaderboard:Gat
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -91,18 +92,21 @@ class Sampler:
         await self._stores(t)
 
     async def _stores(self, t: float) -> None:
-        info = await self.redis.info("memory")
-        self._put("redis used_memory", "store", t, int(info["used_memory"]) / MIB)
+        info = await self.redis.info("memory")  # the whole server's, other databases included
+        self._put("redis used_memory (server)", "store", t, int(info["used_memory"]) / MIB)
         counts = {"idem": 0, "bucket": 0, "user": 0}
         streams: dict[str, int] = {"stream": 0, "dead": 0}
+        every: dict[str, list[str]] = {}
         async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=5000):
             kind = key.removeprefix(self.prefix).split(":", 1)[0]
+            every.setdefault(kind, []).append(key)
             if kind in counts:
                 counts[kind] += 1
             elif kind in streams:
                 streams[kind] += int(await self.redis.xlen(key))
         for kind, n in {**counts, **streams}.items():
             self._put(f"redis {kind} {'keys' if kind in counts else 'entries'}", "count", t, n)
+        self._put("redis board keys (est.)", "store", t, await self._estimate(every) / MIB)
         row = await self.pg.fetchrow(
             "SELECT pg_table_size('leaderboard') AS t, pg_indexes_size('leaderboard') AS i, "
             "(SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'leaderboard') AS d")
@@ -110,6 +114,14 @@ class Sampler:
         self._put("postgres leaderboard table", "store", t, row["t"] / MIB)
         self._put("postgres leaderboard indexes", "store", t, row["i"] / MIB)
         self._put("postgres dead tuples", "count", t, float(row["d"] or 0))
+
+    async def _estimate(self, every: dict[str, list[str]]) -> float:
+        """Bytes of this board's keys: per kind, the count times the mean MEMORY USAGE of 20."""
+        total = 0.0
+        for keys in every.values():
+            sizes = [int(await self.redis.memory_usage(k) or 0) for k in keys[:20]]
+            total += len(keys) * sum(sizes) / len(sizes)
+        return total
 
     async def key_costs(self) -> str:
         """Per kind of key: how many, bytes each (MEMORY USAGE, mean of up to 50) and how many
@@ -137,7 +149,7 @@ class Sampler:
         gcs = next((v for k, v in now.items() if k.startswith("gcs_server")), 0.0)
         procs = sum(now[s.name] for s in self.series.values() if s.kind == "process" and s.name in now)
         return (f"minute {t:g}: gcs_server {gcs:.1f} MiB, all processes {procs:.0f} MiB, redis "
-                f"{now.get('redis used_memory', 0):.1f} MiB, postgres table "
+                f"{now.get('redis board keys (est.)', 0):.1f} MiB, postgres table "
                 f"{now.get('postgres leaderboard table', 0):.1f} MiB")
 
     def table(self, minutes: float) -> str:
@@ -160,20 +172,22 @@ def fmt(v: float | None, kind: str) -> str:
     return f"{v:,.0f}" if kind == "count" else f"{v:.1f}"
 
 
-def judge(sampler: Sampler, minutes: float, max_slope: float, noise_mib: float) -> list[str]:
+def judge(sampler: Sampler, minutes: float, max_slope: float, noise_mib: float,
+          only: str = "") -> list[str]:
     """Processes growing faster than ``max_slope`` MiB/h (and by more than ``noise_mib``)
     over the second half, and processes that went away before the end (restarted or died;
-    Serve replicas excepted: the autoscaler may stop one)."""
+    Serve replicas and HAProxy excepted: the autoscaler may stop one, a reload replaces it)."""
     last = max((t for s in sampler.series.values() for t in s.points), default=0.0)
     problems = []
     for s in sampler.series.values():
-        if s.kind != "process":
+        if s.kind != "process" or not re.search(only, s.name):
             continue
         slope = s.slope_per_hour(minutes / 2)
         if slope is not None and slope > max_slope and s.growth(minutes / 2) > noise_mib:
             problems.append(f"{s.name} grows {slope:+.1f} MiB/h over the second half "
                             f"(+{s.growth(minutes / 2):.1f} MiB; limit {max_slope:g} MiB/h)")
-        if last not in s.points and "ServeReplica" not in s.name:  # replicas: autoscaled
+        # replicas: autoscaled; haproxy: Serve reloads it (a new process) when replicas change
+        if last not in s.points and not s.name.startswith(("ray::ServeReplica", "haproxy")):
             problems.append(f"{s.name} went away before the end of the run")
     return problems
 

