@@ -216,8 +216,11 @@ def ours(temp_dir: Path) -> list[psutil.Process]:
 def stop(c: Cluster, keep_logs: bool) -> None:
     """Serve first (replicas drain, HAProxies stop), then exactly this cluster's processes."""
     log("stopping")
-    subprocess.run([*SERVE, "shutdown", "-y", f"--address={c.dashboard_url}"], env=c.env,
-                   timeout=120, capture_output=True, check=False)
+    try:
+        subprocess.run([*SERVE, "shutdown", "-y", f"--address={c.dashboard_url}"], env=c.env,
+                       timeout=120, capture_output=True, check=False)
+    except subprocess.TimeoutExpired:  # a half-started cluster: its processes are stopped below
+        log("serve shutdown did not answer in 120s")
     procs = ours(c.temp_dir)
     for p in procs:
         try:
