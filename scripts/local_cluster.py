@@ -123,6 +123,16 @@ def check_listening(c: Cluster) -> None:
     log(f"listening: {len(found)} sockets, all on loopback")
 
 
+def check_token_auth(c: Cluster) -> None:
+    """With token authentication, Ray's dashboard (Serve's REST API) refuses a request without it."""
+    if c.env["RAY_AUTH_MODE"] != "token":
+        return
+    r = httpx.get(f"{c.dashboard_url}/api/serve/applications/", timeout=30)
+    if r.status_code != 401:
+        raise SystemExit(f"local-cluster: the dashboard answered {r.status_code} without Ray's token")
+    log("Ray token authentication: a request without the token gets 401")
+
+
 def run(cmd: list[str], env: dict[str, str], timeout: float = 120) -> None:
     result = subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
     if result.returncode != 0:
@@ -206,8 +216,11 @@ def ours(temp_dir: Path) -> list[psutil.Process]:
 def stop(c: Cluster, keep_logs: bool) -> None:
     """Serve first (replicas drain, HAProxies stop), then exactly this cluster's processes."""
     log("stopping")
-    subprocess.run([*SERVE, "shutdown", "-y", f"--address={c.dashboard_url}"], env=c.env,
-                   timeout=120, capture_output=True, check=False)
+    try:
+        subprocess.run([*SERVE, "shutdown", "-y", f"--address={c.dashboard_url}"], env=c.env,
+                       timeout=120, capture_output=True, check=False)
+    except subprocess.TimeoutExpired:  # a half-started cluster: its processes are stopped below
+        log("serve shutdown did not answer in 120s")
     procs = ours(c.temp_dir)
     for p in procs:
         try:
@@ -252,6 +265,7 @@ def main() -> None:
         if args.smoke:
             smoke(urls)
             check_listening(c)
+            check_token_auth(c)
         else:
             log("Ctrl-C stops it all")
             stopping.wait()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -122,7 +123,8 @@ def run() -> Iterator[Run]:
         yield r
     finally:
         r.stop()
-        subprocess.run(["rm", "-rf", str(haproxy_dir(r.port))], check=False)
+        for folder in (haproxy_dir(r.port), tmp):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def wait_healthy(r: Run) -> httpx.Response:

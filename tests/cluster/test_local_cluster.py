@@ -31,6 +31,7 @@ def test_local_cluster_smoke_from_the_checkout() -> None:
     assert "listening off loopback" not in out, out[-4000:]
     assert re.search(r"listening: \d+ sockets, all on loopback", out), out[-4000:]
     assert "Ray token authentication: token on every node" in out, out[-4000:]
+    assert "a request without the token gets 401" in out, out[-4000:]
     temp_dir = re.search(r"temp dir (/tmp/lb-cluster-\d+)", out)
     assert temp_dir, out[-4000:]
     left = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])

@@ -79,6 +79,8 @@ def test_ray_token_auth_on_every_node_with_one_token(name: str) -> None:
         assert -1 < start.find("export RAY_AUTH_MODE=token") < ray_start, start
         assert -1 < start.find('test -n "$RAY_AUTH_TOKEN"') < ray_start, start  # no token: no start
         assert start.index("leaderboard.env") < start.index('test -n "$RAY_AUTH_TOKEN"'), start
+    deploy = next(c for c in cluster(name)["head_start_ray_commands"] if "serve deploy" in c)
+    assert -1 < deploy.find("export RAY_AUTH_MODE=token") < deploy.index("serve deploy"), deploy
     assert "\nRAY_AUTH_TOKEN=" in (ROOT / "cluster.env.example").read_text()
 
 
