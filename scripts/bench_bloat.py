@@ -27,7 +27,7 @@ from pathlib import Path
 
 import asyncpg
 
-from leaderboard.pipeline.db import UPSERT, schema_sql
+from leaderboard.pipeline.db import UPSERT, migrate
 
 MIB = 2**20
 STATS = """
@@ -88,7 +88,7 @@ async def fresh_database(admin_dsn: str, name: str, reloptions: str) -> str:
     dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(schema_sql())
+        await migrate(conn)
         if reloptions:
             await conn.execute(f"ALTER TABLE leaderboard SET ({reloptions})")
     finally:
@@ -121,7 +121,8 @@ async def bloat(dsn: str, args: argparse.Namespace) -> None:
                 vs = list(range(version + 1, version + n + 1))
                 version += n
                 await conn.execute(UPSERT, ids, ids, regs, [rand.randrange(10**9) for _ in ids],
-                                   vs, vs, [int(time.time() * 1000)] * n)
+                                   vs, vs, [int(time.time() * 1000)] * n, ["default"] * n,
+                                   [1] * n)
                 done += n
                 if args.vacuum_every and done > 0 and done % args.vacuum_every < n:
                     await conn.execute("VACUUM leaderboard")
