@@ -66,7 +66,7 @@ os.environ.update(serve_env(PORT, stats_port=PORT + 104, metrics_port=PORT + 110
 import asyncpg  # noqa: E402
 import ray  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from bench_wrk import NAN, Run, warm_up, wrk  # noqa: E402
+from bench_wrk import NAN, WRK_BATCH, WRK_PATHS, WRK_WRITE, Run, warm_up, wrk  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from ray import serve  # noqa: E402
 
@@ -118,38 +118,7 @@ class PlainTrivial:
         return _plain_ok
 
 
-WRK_WRITE = """
-local tokens = {%s}
-local i = 0
-request = function()
-  i = i + 1
-  local body = '{"score":' .. math.random(0, 1000000) .. '}'
-  local headers = {["Content-Type"] = "application/json",
-                   ["Authorization"] = "Bearer " .. tokens[(i %% #tokens) + 1]}
-  return wrk.format("POST", "%s/score/update", headers, body)
-end
-"""
 
-WRK_PATHS = """
-local n = %d
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("GET", string.format("%s", i %% n))
-end
-"""
-
-WRK_BATCH = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
-local n = %d
-local parts = {}
-for i = 0, 999 do
-  parts[#parts + 1] = string.format('{"user_id":"bench-%%06d","score":%%d}', i %% n, i)
-end
-wrk.body = '{"items":[' .. table.concat(parts, ",") .. ']}'
-"""
 
 
 @dataclass

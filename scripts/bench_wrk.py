@@ -10,6 +10,40 @@ from dataclasses import dataclass
 
 NAN = float("nan")
 
+# request scripts shared by scripts/bench.py and scripts/capacity.py (users are bench-NNNNNN)
+WRK_WRITE = """
+local tokens = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  local body = '{"score":' .. math.random(0, 1000000) .. '}'
+  local headers = {["Content-Type"] = "application/json",
+                   ["Authorization"] = "Bearer " .. tokens[(i %% #tokens) + 1]}
+  return wrk.format("POST", "%s/score/update", headers, body)
+end
+"""
+
+WRK_PATHS = """
+local n = %d
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", string.format("%s", i %% n))
+end
+"""
+
+WRK_BATCH = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+local n = %d
+local parts = {}
+for i = 0, 999 do
+  parts[#parts + 1] = string.format('{"user_id":"bench-%%06d","score":%%d}', i %% n, i)
+end
+wrk.body = '{"items":[' .. table.concat(parts, ",") .. ']}'
+"""
+
 # Appended to every wrk script: responses counted per second of the run (monotonic clock through
 # LuaJIT's ffi), printed with the maximum latency when the run is done, so a stall shows up as a
 # second with few or no responses rather than hiding in the mean.

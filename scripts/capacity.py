@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -28,7 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import bench_wrk
 import psutil
+from bench_wrk import WRK_BATCH, WRK_PATHS, WRK_WRITE
 
 PORT = int(os.environ.get("CAP_HTTP_PORT", "18770"))
 GROUPS = ("gateway", "ranker", "shards", "writers", "haproxy", "serve", "ray", "redis",
@@ -114,53 +115,13 @@ def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
     return {g: max(0.0, after.get(g, 0.0) - before.get(g, 0.0)) for g in GROUPS}
 
 
-WRK_WRITE = """
-local tokens = {%s}
-local i = 0
-request = function()
-  i = i + 1
-  local body = '{"score":' .. math.random(0, 1000000) .. '}'
-  local headers = {["Content-Type"] = "application/json",
-                   ["Authorization"] = "Bearer " .. tokens[(i %% #tokens) + 1]}
-  return wrk.format("POST", "/score/update", headers, body)
-end
-"""
 
-WRK_PATHS = """
-local n = %d
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("GET", string.format("%s", i %% n))
-end
-"""
-
-WRK_BATCH = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
-local parts = {}
-for i = 0, 999 do
-  parts[#parts + 1] = string.format('{"user_id":"cap-%%06d","score":%%d}', i %% %d, i)
-end
-wrk.body = '{"items":[' .. table.concat(parts, ",") .. ']}'
-"""
 
 
 def wrk(url: str, script: str, duration: int, conns: int) -> tuple[int, int]:
-    """(requests completed, non-2xx + socket errors)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(script)
-    try:
-        out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "-s", f.name, url],
-                             capture_output=True, text=True, check=True).stdout
-    finally:
-        os.unlink(f.name)
-    done = re.search(r"(\d+) requests in", out)
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if done is None:
-        raise RuntimeError(f"wrk printed no count:\n{out}")
-    return int(done.group(1)), int(bad.group(1)) if bad else 0
+    """(requests completed, failed requests) of one wrk run."""
+    run = bench_wrk.wrk(url, script, duration, conns)
+    return round(run.rps * duration), run.errors
 
 
 async def seed(settings: object, users: int) -> list[str]:
@@ -176,7 +137,7 @@ async def seed(settings: object, users: int) -> list[str]:
 
     assert isinstance(settings, Settings)
     regions = settings.region_list
-    cmds = [WriteCommand(f"cap-{i:06d}", f"Player {i}", regions[i % len(regions)], "set",
+    cmds = [WriteCommand(f"bench-{i:06d}", f"Player {i}", regions[i % len(regions)], "set",
                          (i * 7919) % 100000) for i in range(users)]
     topology = Topology.of(settings)
     by_shard: dict[str, list[WriteCommand]] = defaultdict(list)
@@ -312,15 +273,15 @@ def run(args: argparse.Namespace, redis_server: ThrowawayRedis) -> None:
         token_list = ",".join(f'"{t}"' for t in tokens)
         server = issue_token(settings, "cap-server", "Server", "GLOBAL", role="server")
         paths = [
-            ("POST /score/update", lambda: wrk(base, WRK_WRITE % token_list, d, c)),
+            ("POST /score/update", lambda: wrk(base, WRK_WRITE % (token_list, ""), d, c)),
             ("POST /scores/batch (per item)", lambda: scaled(
                 wrk(f"{base}/scores/batch", WRK_BATCH % (server, n), d, 4), 1000)),
             ("GET /top?limit=100", lambda: wrk(base, WRK_PATHS % (1, "/top?limit=100"), d, c)),
-            ("GET /rank/{id}", lambda: wrk(base, WRK_PATHS % (n, "/rank/cap-%06d"), d, c)),
+            ("GET /rank/{id}", lambda: wrk(base, WRK_PATHS % (n, "/rank/bench-%06d"), d, c)),
             ("GET /around/{id}?range=10", lambda: wrk(
-                base, WRK_PATHS % (n, "/around/cap-%06d?range=10"), d, c)),
+                base, WRK_PATHS % (n, "/around/bench-%06d?range=10"), d, c)),
         ]
-        wrk(base, WRK_PATHS % (n, "/rank/cap-%06d"), 2, c)  # warm-up
+        wrk(base, WRK_PATHS % (n, "/rank/bench-%06d"), 2, c)  # warm-up
         drained(redis_url)
         background = idle(sampler, args.idle)
         for label, go in paths:

@@ -6,6 +6,7 @@ give with our one error model (``ErrorBody``), so a generated client parses fail
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "tags": [route.tag],
         "summary": (route.handler.__doc__ or "").split("\n")[0],
-        "operationId": f"{route.handler.__name__}_{route.method.lower()}",
+        "operationId": re.sub(r"[^a-z0-9]+", "_", f"{route.method} {route.path}".lower()).strip("_"),
         "parameters": _parameters(route.path_model, "path", schemas)
         + _parameters(route.query, "query", schemas),
         "responses": {str(route.status): {"description": "Successful Response",

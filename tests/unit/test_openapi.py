@@ -69,3 +69,9 @@ async def test_docs_page_loads_its_assets_from_the_service(
     assert r.status_code == 404
     doc = (await docs_client.get("/rl/openapi.json")).json()
     assert doc["openapi"] == "3.1.0" and doc["servers"] == [{"url": "/rl"}]
+
+
+def test_operation_ids_are_unique() -> None:
+    ops = [op for ops in document(API)["paths"].values() for op in ops.values()]
+    ids = [op["operationId"] for op in ops]
+    assert len(ids) == len(set(ids)) == len(API)

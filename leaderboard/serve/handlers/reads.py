@@ -1,39 +1,43 @@
-"""Reads: top-N, a user's rank, the entries around a user (answered by the ranking replicas)."""
+"""Reads: top-N, a user's rank, the entries around a user (answered by the ranking replicas).
+
+The same handlers serve the seed's paths (``/top``, board ``default``, answers as they always
+were) and a board's (``/boards/{board}/top``, with ``season``): the path says which.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from leaderboard.errors import NotFound
-from leaderboard.models import (
-    AroundQuery,
-    BoardAroundQuery,
-    BoardPath,
-    BoardRegionQuery,
-    BoardTopQuery,
-    BoardUserPath,
-    RegionQuery,
-    TopQuery,
-    UserPath,
-)
 from leaderboard.serve.asgi import Call, Reply
 from leaderboard.serve.context import Context
 from leaderboard.serve.ranking import ReadRequest
 
 
+async def _request(ctx: Context, call: Call, kind: str, arg: int, user_id: str = "") -> Any:
+    """The read this call asks for; an unknown board is a 404 before any hop."""
+    board: str = getattr(call.path, "board", "")  # '': a seed path
+    if board and await ctx.boards.lookup(board) is None:
+        raise NotFound(f"no board {board!r}")
+    season = getattr(call.query, "season", None) or 0
+    region = ctx.region(call.query.region)
+    return ReadRequest(kind, region, arg, user_id, board, season)
+
+
 async def top(ctx: Context, call: Call) -> Reply:
-    """The board's first ``limit`` entries and its size."""
-    query: TopQuery = call.query
-    body = await ctx.read(ReadRequest("top", ctx.region(query.region), query.limit, ""))
+    """The board's first ``limit`` entries and its size (of the live season, or ``season``)."""
+    body = await ctx.read(await _request(ctx, call, "top", call.query.limit))
     assert body is not None  # a board always answers top, empty or not
     return Reply(200, body)
 
 
 async def _user_read(ctx: Context, call: Call, kind: str, arg: int) -> Reply:
-    query: RegionQuery = call.query
-    path: UserPath = call.path
-    board = ctx.region(query.region)
-    body = await ctx.read(ReadRequest(kind, board, arg, path.user_id))
+    request = await _request(ctx, call, kind, arg, call.path.user_id)
+    body = await ctx.read(request)
     if body is None:
-        raise NotFound(f"user {path.user_id!r} is not on the {board} board")
+        where = f"the {request.region} board" + (f" of {request.board!r}" if request.board
+                                                 else "")
+        raise NotFound(f"user {request.user_id!r} is not on {where}")
     return Reply(200, body)
 
 
@@ -44,44 +48,4 @@ async def rank(ctx: Context, call: Call) -> Reply:
 
 async def around(ctx: Context, call: Call) -> Reply:
     """Up to ``range`` entries above and below a user (the user is in ``self``)."""
-    query: AroundQuery = call.query
-    return await _user_read(ctx, call, "around", query.span)
-
-
-async def _known_board(ctx: Context, board_id: str) -> None:
-    if await ctx.boards.lookup(board_id) is None:
-        raise NotFound(f"no board {board_id!r}")
-
-
-async def board_top(ctx: Context, call: Call) -> Reply:
-    """A board's first ``limit`` entries in its live season or in ``season``."""
-    query: BoardTopQuery = call.query
-    path: BoardPath = call.path
-    await _known_board(ctx, path.board)
-    body = await ctx.read(ReadRequest("top", ctx.region(query.region), query.limit, "",
-                                      path.board, query.season or 0))
-    assert body is not None
-    return Reply(200, body)
-
-
-async def _board_user_read(ctx: Context, call: Call, kind: str, arg: int) -> Reply:
-    query: BoardRegionQuery = call.query
-    path: BoardUserPath = call.path
-    await _known_board(ctx, path.board)
-    region = ctx.region(query.region)
-    body = await ctx.read(ReadRequest(kind, region, arg, path.user_id, path.board,
-                                      query.season or 0))
-    if body is None:
-        raise NotFound(f"user {path.user_id!r} is not on the {region} board of {path.board!r}")
-    return Reply(200, body)
-
-
-async def board_rank(ctx: Context, call: Call) -> Reply:
-    """A user's exact rank on a board's season; 404 when they are not on it."""
-    return await _board_user_read(ctx, call, "rank", 0)
-
-
-async def board_around(ctx: Context, call: Call) -> Reply:
-    """Up to ``range`` entries above and below a user on a board's season."""
-    query: BoardAroundQuery = call.query
-    return await _board_user_read(ctx, call, "around", query.span)
+    return await _user_read(ctx, call, "around", call.query.span)
