@@ -2,9 +2,9 @@
 
 Postgres's ``boards`` table is the source of truth. A ``BoardCache`` loads it once, then polls
 the registry's revision counter in Redis (``Keys.boards_rev``, bumped on every create and
-delete) and reloads the rows whose ``rev`` moved; a lookup that misses reloads at once (at most
-every ``MISS_INTERVAL_S``), so a board created through one gateway replica is usable through
-another immediately and everywhere within ``REFRESH_S``. What a write may touch is decided by
+delete) and reloads the rows whose ``rev`` moved; a lookup that misses reloads at once when the
+revision moved (else at most every ``MISS_INTERVAL_S``), so a board created through one gateway
+replica is usable through another immediately and everywhere within ``REFRESH_S``. What a write may touch is decided by
 the registry hash in Redis, not by this cache (docs/boards.md), so a stale cache can delay a
 board, never admit a write to a deleted one.
 """
@@ -70,13 +70,23 @@ class BoardCache:
         self._deleting.add(board_id)
 
     async def lookup(self, board_id: str) -> Board | None:
-        """The board; on a miss, one reload first (rate-limited), for boards created elsewhere."""
+        """The board; on a miss, a reload first whenever the registry's revision moved since
+        the last one (a board answered 201 anywhere is found here at once), and otherwise at
+        most every ``MISS_INTERVAL_S`` (a flood of unknown ids costs a GET each)."""
         found = self._boards.get(board_id)
-        if found is None and time.monotonic() - self._last_miss >= MISS_INTERVAL_S:
+        if found is not None:
+            return found
+        try:
+            rev: str | None = str(await self._redis.get(self._keys.boards_rev))
+        except REDIS_DOWN:
+            rev = None
+        moved = rev is not None and rev != self._redis_rev
+        if moved or time.monotonic() - self._last_miss >= MISS_INTERVAL_S:
             self._last_miss = time.monotonic()
             await self.refresh()
-            found = self._boards.get(board_id)
-        return found
+            if rev is not None:
+                self._redis_rev = rev
+        return self._boards.get(board_id)
 
     async def refresh(self) -> None:
         """Apply every row whose ``rev`` moved since the last refresh, then reconcile with the

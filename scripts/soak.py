@@ -82,8 +82,8 @@ def service_env(args: argparse.Namespace, state: Path) -> dict[str, str]:
 
 
 async def empty_stores(settings: Settings) -> None:
-    """The soak's own Redis index and database start empty: the service recreates the tables,
-    so sizes start from zero."""
+    """The soak's own Redis index and database start empty: the service migrates the schema
+    afresh (every table goes, ``schema_version`` included), so sizes start from zero."""
     redis = aioredis.Redis.from_url(settings.redis_url)
     await redis.flushdb()
     await redis.aclose()
@@ -92,7 +92,7 @@ async def empty_stores(settings: Settings) -> None:
     except asyncpg.InvalidCatalogNameError:
         return  # the service creates it
     try:
-        await conn.execute("DROP TABLE IF EXISTS leaderboard, credentials")
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     finally:
         await conn.close()
 

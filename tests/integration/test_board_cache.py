@@ -65,3 +65,15 @@ async def test_a_revision_committed_late_is_not_missed(
     await cache.tick()
     assert cache.get(early) is not None
     await pg.execute("DELETE FROM boards WHERE id = ANY($1)", [early, late])
+
+
+async def test_a_miss_right_after_another_still_finds_a_new_board(
+        settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool) -> None:
+    keys = Keys(settings.board)
+    cache = BoardCache(pg, redis, keys)
+    await cache.tick()
+    assert await cache.lookup(new_id()) is None  # a miss: reloads, and starts the rate limit
+    bid = new_id()
+    await add(pg, redis, keys, bid)  # created (registry bumped) within the rate limit's window
+    assert await cache.lookup(bid) is not None
+    await pg.execute("DELETE FROM boards WHERE id = $1", bid)
