@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,20 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisClock:
+    """This host's estimate of a Redis instance's ``TIME`` in µs: the host clock plus the offset
+    last seen in a reply (scripts answer the instance clock when they refuse a stale guess)."""
+
+    def __init__(self) -> None:
+        self.offset_us = 0
+
+    def observe(self, redis_us: int) -> None:
+        self.offset_us = redis_us - time.time_ns() // 1000
+
+    def now_us(self) -> int:
+        return time.time_ns() // 1000 + self.offset_us
 
 
 def connect(url: str, *, retries: int = 2, max_connections: int = 64) -> aioredis.Redis:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -15,7 +14,7 @@ from leaderboard.fold import GlobalFold
 from leaderboard.keys import DEFAULT_BOARD, WRITE_SCORE, Keys
 from leaderboard.pipeline.db import create_pool
 from leaderboard.recovery import BoardGuard, Event, Unstored
-from leaderboard.redis_client import REDIS_DOWN, connect, run_script_many
+from leaderboard.redis_client import REDIS_DOWN, RedisClock, connect, run_script_many
 from leaderboard.settings import GLOBAL, MAX_SCORE, Settings
 from leaderboard.shards import Topology, region_of
 
@@ -83,7 +82,7 @@ class RegionShard:
 
     def __init__(self, settings: Settings, shard: str, boards: BoardLookup = default_only) -> None:
         self.boards = boards  # board id -> definition (the lead's BoardCache.get plugs in here)
-        self._offset_us = 0  # Redis TIME minus this host's clock, as last seen in a reply
+        self.clock = RedisClock()  # for choosing candidate seasons
         self._keys = Keys(settings.board)
         self._shard = shard
         limits = settings.limits()
@@ -130,7 +129,7 @@ class RegionShard:
                     raise reply  # a script error is a bug, not an answer
                 if reply[0] == "season_stale":
                     hints[i] = int(reply[1])
-                    self._observe(hints[i])
+                    self.clock.observe(hints[i])
                     stale.append(i)
                     continue
                 replies[i], results[i] = reply, self._result(cmds[i], reply)
@@ -150,10 +149,6 @@ class RegionShard:
         if cmd.mode == "create" or not board.accepts("score" if cmd.mode == "set" else "delta"):
             return WriteResult("operator_mismatch")
         return None
-
-    def _observe(self, redis_us: int) -> None:
-        """Remember how far Redis's clock is from this host's (for choosing candidate seasons)."""
-        self._offset_us = redis_us - time.time_ns() // 1000
 
     async def _fold_global(
         self, cmds: list[WriteCommand], replies: list[list[str | int]], results: list[WriteResult]
@@ -231,7 +226,7 @@ class RegionShard:
 
     def _candidate(self, board: Board, redis_us: int | None) -> int:
         """Season k of the two candidates (k, k + 1): the season at Redis's estimated clock."""
-        t = time.time_ns() // 1000 + self._offset_us if redis_us is None else redis_us
+        t = self.clock.now_us() if redis_us is None else redis_us
         return board.schedule.season_at(t) or 1  # before the start: the script answers 409
 
     @staticmethod
@@ -244,7 +239,7 @@ class RegionShard:
         if status == "rate_limited":
             return WriteResult("rate_limited", scope=str(reply[1]), retry_after_us=int(reply[2]))
         if status == "season_not_started":
-            self._observe(int(reply[1]))
+            self.clock.observe(int(reply[1]))
             board = self.boards(cmd.board)
             wait = 0 if board is None else max(0, board.start_us - int(reply[1]))
             return WriteResult("season_not_started", retry_after_us=wait)
@@ -255,7 +250,7 @@ class RegionShard:
                              season=int(reply[6]), improved=int(reply[7]) == 1)
         if status == "ok" and result.improved:
             if cmd.board != DEFAULT_BOARD:  # only other boards choose seasons by the clock
-                self._observe(version)
+                self.clock.observe(version)
             self.unstored.add(self._event(cmd, result, int(reply[5])))
         return result
 

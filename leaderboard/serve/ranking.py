@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -31,7 +30,7 @@ from leaderboard.keys import (
     TOP,
     Keys,
 )
-from leaderboard.redis_client import REDIS_DOWN, connect
+from leaderboard.redis_client import REDIS_DOWN, RedisClock, connect
 from leaderboard.serve.pg import Postgres
 from leaderboard.serve.pg_ranks import PostgresRanks
 from leaderboard.settings import GLOBAL, Settings
@@ -110,7 +109,7 @@ class Ranker:
         self._pg = PostgresRanks(Postgres(settings))
         self._boards = BoardCache(Postgres(settings, max_size=1), self._redis, self._keys)
         self._boards_task: asyncio.Task[None] | None = None
-        self._offset_us = 0  # Redis TIME minus this host's clock, as last seen in a reply
+        self.clock = RedisClock()  # for choosing the live season's candidates
 
     async def top(self, region: str, limit: int) -> dict[str, Any]:
         k = self._keys
@@ -194,7 +193,7 @@ class Ranker:
         """
         fixed = season is not None
         # before the start by the estimate: ask anyway, the instance's clock decides
-        k = season if fixed else board.schedule.season_at(self._redis_now()) or 1
+        k = season if fixed else board.schedule.season_at(self.clock.now_us()) or 1
         for _ in range(STALE_RERUNS + 1):
             if k is None or k < 1:
                 raise NoSuchSeason("this season of the board has not started")
@@ -205,7 +204,7 @@ class Ranker:
             if reply == "board_changed":
                 raise BoardChanged("the board was deleted or created again just now")
             if reply[0] in ("early", "stale"):
-                self._offset_us = int(reply[1]) - time.time_ns() // 1000
+                self.clock.observe(int(reply[1]))
                 if fixed:
                     raise NoSuchSeason("this season of the board has not started")
                 k = board.schedule.season_at(int(reply[1]))
@@ -225,11 +224,6 @@ class Ranker:
                 "" if end_next is None else end_next, cur.user(""), nxt.user(""), arg,
                 "1" if fixed else "0"]
         return keys, args
-
-    def _redis_now(self) -> int:
-        """This replica's estimate of the Redis clock (µs): its own plus the last offset seen."""
-        return time.time_ns() // 1000 + self._offset_us
-
 
     async def read_many(self, requests: list[ReadRequest]) -> list[Answer]:
         """Answer a group of reads as JSON bodies (None: the user is not on the board; a

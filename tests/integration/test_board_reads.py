@@ -73,9 +73,9 @@ async def test_live_and_past_seasons_rank_as_the_model(
     await same_as_model(ranker, board, model, first, first)  # the ended one, still in Redis
     with pytest.raises(NoSuchSeason):
         await ranker.board_top(board, GLOBAL, 10, second + 2)
-    ranker._offset_us = -5_000_000  # a replica whose clock is seconds off reads the same
+    ranker.clock.offset_us = -5_000_000  # a replica whose clock is seconds off reads the same
     assert (await ranker.board_top(board, GLOBAL, 10))["season"] == second
-    ranker._offset_us = 5_000_000
+    ranker.clock.offset_us = 5_000_000
     assert (await ranker.board_top(board, GLOBAL, 10))["season"] == second
 
 

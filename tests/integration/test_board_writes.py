@@ -84,7 +84,7 @@ async def _scenario(settings: Settings, order: Order, operator: Operator,
     for user, delta, value, pause_ms, skew_us in steps:
         await asyncio.sleep(pause_ms / 1000)
         shard = by_region[USERS[user]]
-        shard._offset_us = skew_us  # the shard's idea of Redis's clock, sometimes seconds off
+        shard.clock.offset_us = skew_us  # the shard's idea of Redis's clock, sometimes seconds off
         mode = mode_for(board, delta)
         cmd = WriteCommand(user, user.upper(), USERS[user], mode, value, board=board.id)
         res = await shard.write(cmd)
@@ -220,7 +220,7 @@ async def test_a_far_off_clock_estimate_still_lands_in_the_right_season(
 ) -> None:
     board = await registered(redis, settings, "desc", "set", start_shift_us=-5_500_000)
     shard = RegionShard(settings, "EU", {board.id: board}.get)
-    shard._offset_us = skew_us
+    shard.clock.offset_us = skew_us
     res = await shard.write(WriteCommand("ann", "A", "EU", "set", 3, board=board.id))
     assert res.status == "ok" and res.season == board.schedule.season_at(res.version)
 
