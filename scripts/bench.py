@@ -66,7 +66,16 @@ os.environ.update(serve_env(PORT, stats_port=PORT + 104, metrics_port=PORT + 110
 import asyncpg  # noqa: E402
 import ray  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from bench_wrk import NAN, WRK_BATCH, WRK_PATHS, WRK_WRITE, Run, warm_up, wrk  # noqa: E402
+from bench_wrk import (  # noqa: E402
+    NAN,
+    WRK_BATCH,
+    WRK_PATHS,
+    WRK_WRITE,
+    Run,
+    wait_ready,
+    warm_up,
+    wrk,
+)
 from fastapi import FastAPI  # noqa: E402
 from ray import serve  # noqa: E402
 
@@ -248,20 +257,6 @@ async def seed(settings: Settings, users: int) -> list[str]:
     return tokens
 
 
-def wait_ready(base: str, timeout: float = 60) -> None:
-    """Until the app's /health answers and its boards are not warming."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            health = httpx.get(f"{base}/health", timeout=2)
-            if health.status_code == 200 and health.json().get("warming") is False:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{base} did not become ready")
 
 
 # --- 5. the write script straight on Redis ---------------------------------------------------

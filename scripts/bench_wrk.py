@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 
 NAN = float("nan")
@@ -135,3 +136,19 @@ def wrk(url: str, script: str | None, duration: int, conns: int) -> Run:
 def warm_up(url: str, script: str | None, conns: int, seconds: int = 1) -> None:
     """A short run first, so a measured run starts with its connections and paths warm."""
     wrk(url, script, seconds, conns)
+
+
+def wait_ready(base: str, timeout: float = 60) -> None:
+    """Until the app's /health answers and its boards are not warming."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            health = httpx.get(f"{base}/health", timeout=2)
+            if health.status_code == 200 and health.json().get("warming") is False:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{base} did not become ready")

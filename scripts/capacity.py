@@ -29,7 +29,7 @@ from pathlib import Path
 
 import bench_wrk
 import psutil
-from bench_wrk import WRK_BATCH, WRK_PATHS, WRK_WRITE
+from bench_wrk import WRK_BATCH, WRK_PATHS, WRK_WRITE, wait_ready
 
 PORT = int(os.environ.get("CAP_HTTP_PORT", "18770"))
 GROUPS = ("gateway", "ranker", "shards", "writers", "haproxy", "serve", "ray", "redis",
@@ -268,7 +268,7 @@ def run(args: argparse.Namespace, redis_server: ThrowawayRedis) -> None:
         serve.run(build_app(settings, options), name="leaderboard", route_prefix="/",
                   logging_config=load().logging_config)
         base = f"http://127.0.0.1:{PORT}"
-        wait_ready(base)
+        wait_ready(base, timeout=90)
         d, c, n = args.duration, args.connections, args.users
         token_list = ",".join(f'"{t}"' for t in tokens)
         server = issue_token(settings, "cap-server", "Server", "GLOBAL", role="server")
@@ -298,21 +298,6 @@ def run(args: argparse.Namespace, redis_server: ThrowawayRedis) -> None:
 
 def scaled(result: tuple[int, int], items: int) -> tuple[int, int]:
     return result[0] * items, result[1]
-
-
-def wait_ready(base: str, timeout: float = 90) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            r = httpx.get(f"{base}/health", timeout=2)
-            if r.status_code == 200 and r.json().get("warming") is False:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{base} did not become ready")
 
 
 def write_report(path: Path, table_md: str) -> None:
