@@ -418,17 +418,23 @@ return out
 # agrees with the writes on its instance at a boundary, not with the reader's host clock.
 _BOARD_READ = _ENTRIES + _WARMING + """
 -- KEYS: 1 registry, 2 clock, 3 epoch, 4 warming, 5 board of season k, 6 board of k + 1
---       (rank and around: 7 user hash of k, 8 of k + 1)
+--       7 user hash of k, 8 of k + 1 (top: unused),
+--       9 the board's freed mark (the highest season whose keys left this instance)
 -- ARGV: 1 board id, 2 generation, 3 start of k, 4 end of k, 5 end of k + 1 (µs, '' = none),
---       6 user hash prefix of k, 7 of k + 1, 8 limit or span, 9 '1': season k as asked (no pick)
--- Returns 'board_changed', 'warming', {'early', t} (t before the start of k), {'stale', t}
--- (t after both candidates), or a table whose first element is 1 (season k) or 2 (k + 1).
+--       6 user hash prefix of k, 7 of k + 1, 8 limit or span, 9 '1': season k as asked (no pick),
+--       10 k
+-- Returns 'board_changed', 'warming', 'freed' (season k as asked is archived and gone from
+-- here), {'early', t} (t before the start of k), {'stale', t} (t after both candidates), or a
+-- table whose first element is 1 (season k) or 2 (k + 1).
 local function pick()
   if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
     if redis.call('EXISTS', KEYS[3]) == 0 then return 'warming' end
     return 'board_changed'
   end
   if warming(KEYS[3], KEYS[4]) then return 'warming' end
+  if ARGV[9] == '1' and tonumber(redis.call('GET', KEYS[9]) or '0') >= tonumber(ARGV[10]) then
+    return 'freed'
+  end
   local now = redis.call('TIME')
   local t = tonumber(now[1]) * 1000000 + tonumber(now[2])
   local c = tonumber(redis.call('GET', KEYS[2]) or '0')
