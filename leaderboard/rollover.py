@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 
 from leaderboard import archive
 from leaderboard.board_cache import BoardCache
+from leaderboard.board_purge import entry_order
 from leaderboard.board_registry import bump
 from leaderboard.boards import Board
 from leaderboard.keys import Keys, user_of
@@ -62,11 +63,6 @@ local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
 return cur
 """
-
-
-def _id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 @dataclass(frozen=True)
@@ -138,7 +134,7 @@ class Rollover:
             if not last:
                 continue
             first = await self._redis.xrange(stream, "-", "+", count=1)
-            if first and _id(str(first[0][0])) <= _id(last):
+            if first and entry_order(str(first[0][0])) <= entry_order(last):
                 return False
         return True
 

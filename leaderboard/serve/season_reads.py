@@ -23,7 +23,8 @@ SEASON = "board = $1 AND season = $2"
 def _ranked(sign: int) -> str:
     """A season's rows with their ranks, computed as ``archive.ARCHIVE_ENTRIES`` does."""
     order = f'score * {sign} DESC, reached, user_id COLLATE "C" DESC'
-    return (f"(SELECT {COLUMNS}, row_number() OVER (ORDER BY {order}) AS global_rank, "
+    return (f"(SELECT board, season, {COLUMNS}, "
+            f"row_number() OVER (ORDER BY {order}) AS global_rank, "
             f"row_number() OVER (PARTITION BY region ORDER BY {order}) AS region_rank "
             f"FROM leaderboard WHERE board = $1 AND season = $2) AS ranked")
 

@@ -8,6 +8,8 @@ exactly once even with archivers racing, and the season's keys must leave Redis 
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import asyncpg
 import pytest
@@ -19,6 +21,7 @@ from leaderboard.board_cache import BoardCache
 from leaderboard.boards import Board, generation_of
 from leaderboard.keys import Keys
 from leaderboard.rollover import Rollover
+from leaderboard.serve.ranking import Ranker, ReadRequest
 from leaderboard.settings import GLOBAL, Settings
 from leaderboard.shards import Topology
 from tests.boards_model import BoardModel
@@ -35,8 +38,8 @@ async def redis_now(r: aioredis.Redis) -> int:
 
 
 async def make_board(r: aioredis.Redis, pg: asyncpg.Pool, settings: Settings, board_id: str,
-                     order: str, operator: str, start_us: int) -> Board:
-    board = Board(board_id, board_id, order, operator, 1, start_us,  # type: ignore[arg-type]
+                     order: str, operator: str, start_us: int, reset: int = 1) -> Board:
+    board = Board(board_id, board_id, order, operator, reset, start_us,  # type: ignore[arg-type]
                   generation_of(start_us))
     await pg.execute(INSERT, *board.row().values())
     await r.hset(Keys(settings.board).boards, board.id, board.generation)
@@ -110,7 +113,8 @@ async def test_an_ended_season_is_archived_as_it_stood_then_freed(
     settings: Settings, redis: aioredis.Redis, rig: Rig
 ) -> None:
     start = await redis_now(redis)
-    boards = [await make_board(redis, rig.pg, settings, f"b-{o}-{op}", o, op, start)
+    # 3-second seasons: the writes of season 1 and the rollover of it fit in one season
+    boards = [await make_board(redis, rig.pg, settings, f"b-{o}-{op}", o, op, start, reset=3)
               for o, op in (("desc", "set"), ("asc", "best"), ("desc", "incr"))]
     models = [BoardModel(b) for b in boards]
     await rig.cache.refresh()
@@ -199,3 +203,35 @@ def test_the_last_ended_season_is_archivable_once() -> None:
     assert archive.archivable(board, 1, 25_000_000) == 2
     assert archive.archivable(board, 2, 25_000_000) == 0
     assert archive.archivable(Board("n", "n"), 0, 10**15) == 0  # no reset: never
+
+
+async def test_a_past_season_reads_the_same_from_redis_its_rows_and_its_archive(
+    settings: Settings, redis: aioredis.Redis, rig: Rig
+) -> None:
+    board = await make_board(redis, rig.pg, settings, "past", "asc", "set",
+                             await redis_now(redis))
+    model = BoardModel(board)
+    await rig.cache.refresh()
+    for i, value in enumerate([4, 8, 4, 1, 9, 8]):
+        await rig.write(model, list(USERS)[i % len(USERS)], value)
+    await wait_for_season(redis, board, 2)
+    ranker = Ranker(settings)
+    requests = [ReadRequest("top", region, 10, "", "past", 1) for region in (GLOBAL, "EU")]
+    requests += [ReadRequest(kind, GLOBAL, 1, user, "past", 1)
+                 for kind in ("rank", "around") for user in USERS]
+
+    async def answers() -> list[Any]:
+        return [None if a is None else json.loads(a) for a in await ranker.read_many(requests)]
+
+    from_redis = await answers()  # ended, not archived yet: still read from Redis
+    assert [(e["user_id"], e["score"]) for e in from_redis[0]["entries"]] == [
+        (e.user_id, e.score) for e in model.standings(1)]
+    await drain(rig.writer, 3)
+    season_1 = rig.keys.season(board.id, board.generation, 1).prefix
+    await redis.delete(*await redis.keys(f"{season_1}*"))  # Redis lost the ended season
+    assert await answers() == from_redis  # ranked from its Postgres rows
+    await rig.settle()
+    assert await rig.pg.fetchval("SELECT archived_through FROM boards WHERE id = 'past'") >= 1
+    assert await answers() == from_redis  # from the archive
+    await asyncio.sleep(0.5)  # the ranker's cache learns archived_through
+    assert await answers() == from_redis
