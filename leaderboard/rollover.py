@@ -31,6 +31,7 @@ from leaderboard.board_purge import entry_order
 from leaderboard.board_registry import bump
 from leaderboard.boards import Board
 from leaderboard.keys import Keys, user_of
+from leaderboard.pipeline.events import BadEvent, board_of
 from leaderboard.recovery import Unstored
 from leaderboard.settings import GLOBAL
 from leaderboard.shards import Topology
@@ -77,8 +78,10 @@ class Rollover:
     """One shard's part of ending seasons: fence, mark, archive, free (``tick`` each round)."""
 
     def __init__(self, redis: aioredis.Redis, main: aioredis.Redis, keys: Keys, shard: str,
-                 topology: Topology, unstored: Unstored, cache: BoardCache) -> None:
+                 topology: Topology, unstored: Unstored, cache: BoardCache,
+                 instances: dict[str, aioredis.Redis] | None = None) -> None:
         self._redis, self._main, self._keys = redis, main, keys
+        self._instances = instances or {topology.url_of_shard(shard): redis}
         self._shard, self._topology = shard, topology
         self._url = topology.url_of_shard(shard)
         self._streams = [keys.stream(s) for s in topology.shards_on(self._url)]
@@ -144,8 +147,15 @@ class Rollover:
         if w is None:
             return 0
         moved = 0
+        blocked = await self.dead_lettered()
         for board in boards:
             through = archive.archivable(board, self._cache.archived(board.id), w)
+            held = [s for b, s in blocked if b == board.id and s <= through]
+            if held:  # Postgres refused a write of that season: publishing it would lose it
+                log.warning("board %s: season %d not archived: a write of it is in a dead-letter "
+                            "stream (scripts/reconcile, then remove the dead letter)",
+                            board.id, min(held))
+                through = min(held) - 1 if min(held) - 1 > self._cache.archived(board.id) else 0
             if through and await archive.archive(pg, board, through):
                 moved += 1
                 log.info("board %s: archived through season %d", board.id, through)
@@ -153,6 +163,20 @@ class Rollover:
             await bump(self._main, self._keys)
             await self._cache.refresh()
         return moved
+
+    async def dead_lettered(self) -> set[tuple[str, int]]:
+        """(board, season) of every dead-lettered write, on every instance."""
+        found: set[tuple[str, int]] = set()
+        for shard in self._topology.all_shards():
+            redis = self._instances.get(self._topology.url_of_shard(shard))
+            if redis is None:
+                continue
+            for _, fields in await redis.xrange(self._keys.dead(shard)) or []:
+                try:
+                    found.add(board_of({str(k): str(v) for k, v in (fields or {}).items()}))
+                except BadEvent:
+                    continue  # not an event of ours at all: nothing to hold back
+        return found
 
     async def free(self, boards: list[Board]) -> None:
         """Remove archived seasons' keys from this instance."""

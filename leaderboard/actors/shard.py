@@ -278,8 +278,10 @@ class RegionShardActor(RegionShard):
         super().__init__(settings, shard, self._cache.get)
         boards = partial(self.topology.boards_on, self.url)
         self._guard = BoardGuard(self._redis, self._keys, shard, self.unstored, boards)
+        instances = {url: self._redis if url == self.url else connect(url)
+                     for url in self.topology.urls()}
         self._rollover = Rollover(self._redis, main, self._keys, shard, self.topology,
-                                  self.unstored, self._cache)
+                                  self.unstored, self._cache, instances)
         self._guard_task = asyncio.create_task(self._guard_loop())
         self._cache_task = asyncio.create_task(self._cache.run())
 

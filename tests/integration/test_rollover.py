@@ -235,3 +235,21 @@ async def test_a_past_season_reads_the_same_from_redis_its_rows_and_its_archive(
     assert await answers() == from_redis  # from the archive
     await asyncio.sleep(0.5)  # the ranker's cache learns archived_through
     assert await answers() == from_redis
+
+
+async def test_a_dead_lettered_write_holds_its_season_back_until_repaired(
+    settings: Settings, redis: aioredis.Redis, rig: Rig
+) -> None:
+    board = await make_board(redis, rig.pg, settings, "dl", "desc", "set",
+                             await redis_now(redis))
+    model = BoardModel(board)
+    await rig.cache.refresh()
+    await rig.write(model, "ann", 10)
+    await wait_for_season(redis, board, 3)  # seasons 1 and 2 ended
+    dead = await redis.xadd(rig.keys.dead("NA"), {"e": "7 9 9 9 NA cy CY", "b": "dl 2",
+                                                  "_error": "refused"})
+    await rig.settle()
+    assert await rig.pg.fetchval("SELECT archived_through FROM boards WHERE id = 'dl'") == 1
+    await redis.xdel(rig.keys.dead("NA"), dead)  # an operator repaired it
+    await rig.settle()
+    assert await rig.pg.fetchval("SELECT archived_through FROM boards WHERE id = 'dl'") >= 2
