@@ -20,16 +20,8 @@ from leaderboard.errors import (
     Unavailable,
     Warming,
 )
-from leaderboard.keys import (
-    AROUND,
-    BOARD_AROUND,
-    BOARD_RANK,
-    BOARD_TOP,
-    DEFAULT_BOARD,
-    RANK,
-    TOP,
-    Keys,
-)
+from leaderboard.keys import DEFAULT_BOARD, Keys
+from leaderboard.read_scripts import AROUND, BOARD_AROUND, BOARD_RANK, BOARD_TOP, RANK, TOP
 from leaderboard.redis_client import REDIS_DOWN, RedisClock, connect
 from leaderboard.serve.pg import Postgres
 from leaderboard.serve.pg_ranks import PostgresRanks
