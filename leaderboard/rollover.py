@@ -89,6 +89,7 @@ class Rollover:
         self._fence = redis.register_script(FENCE)
         self._raise_freed = redis.register_script(RAISE_FREED)
         self._marked, self._marked_at = 0, 0.0
+        self._w = 0  # the last W this shard saw: seasons ending by it are archivable
         self._freed: dict[tuple[str, str], int] = {}  # (board, generation) -> seasons freed here
         regions = [r for r in topology.regions if r != GLOBAL and topology.instance[r] == self._url]
         self._zsets = [*([GLOBAL] if self._url == topology.global_url else []), *regions]
@@ -102,6 +103,8 @@ class Rollover:
             await archive.mark(pg, self._shard, fence.at)
             self._marked, self._marked_at = fence.at, time.monotonic()
             await self.archive_ready(pg, boards)
+        elif any(archive.archivable(b, self._cache.archived(b.id), self._w) for b in boards):
+            await self.archive_ready(pg, boards)  # held back last time (a dead letter, a race)
         await self.free(boards)
 
     async def fence(self) -> Fence:
@@ -146,6 +149,7 @@ class Rollover:
         w = await archive.drained_through(pg, self._topology.all_shards())
         if w is None:
             return 0
+        self._w = w
         moved = 0
         blocked = await self.dead_lettered()
         for board in boards:
