@@ -10,7 +10,7 @@ from functools import partial
 from typing import Literal
 
 from leaderboard.boards import DEFAULT, Board
-from leaderboard.fold import GlobalFold
+from leaderboard.fold import DEFERRED, WARMING, FoldEvent, GlobalFold
 from leaderboard.keys import DEFAULT_BOARD, WRITE_SCORE, Keys
 from leaderboard.pipeline.db import create_pool
 from leaderboard.recovery import BoardGuard, Event, Unstored
@@ -153,31 +153,37 @@ class RegionShard:
     async def _fold_global(
         self, cmds: list[WriteCommand], replies: list[list[str | int]], results: list[WriteResult]
     ) -> list[WriteResult]:
-        """The fast path: fold the applied writes into GLOBAL; their ranks become GLOBAL ranks."""
+        """The fast path: fold the applied writes (any boards) into GLOBAL; their ranks become
+        GLOBAL ranks. A board deleted meanwhile, or one GLOBAL's instance does not know yet,
+        answers no rank (the writers fold the latter)."""
         assert self._fold is not None
-        # other boards than default are not folded yet (FOLD_GLOBAL takes one prefix): their
-        # rank here is the region's, so none is answered
+        applied, rows = [], []
         for i, r in enumerate(results):
-            if r.status == "ok" and cmds[i].board != DEFAULT_BOARD:
-                results[i] = replace(r, rank=0, global_pending=True)
-        applied = [i for i, r in enumerate(results)
-                   if r.status == "ok" and cmds[i].board == DEFAULT_BOARD]
-        rows = [self._event(cmds[i], results[i], int(replies[i][5])).row() for i in applied]
+            board = self.boards(cmds[i].board) if r.status == "ok" else None
+            if board is None:
+                if r.status == "ok":  # deleted since its write: nothing to fold any more
+                    results[i] = replace(r, rank=0)
+                continue
+            applied.append(i)
+            cmd = cmds[i]
+            rows.append(FoldEvent(cmd.user_id, cmd.name, cmd.region, r.score, r.version,
+                                  int(replies[i][5]), r.version // 1000, board, r.season))
         try:
             ranks = await self._fold.apply(rows, "fast")
         except REDIS_DOWN as exc:
             log.warning("shard %s: GLOBAL unreachable, the writers will fold: %s", self._shard, exc)
-            for i in applied:
-                results[i] = replace(results[i], rank=0, global_pending=True)
-            return results
+            ranks = [DEFERRED] * len(rows)
         for i, rank in zip(applied, ranks, strict=True):
-            results[i] = replace(results[i], rank=rank + 1)
-        keyed = [(cmds[i], results[i]) for i in applied if cmds[i].idempotency_key]
+            results[i] = replace(results[i], rank=max(rank + 1, 0),
+                                 global_pending=rank == DEFERRED)
+        keyed = [(cmds[i], results[i], rows[n].board) for n, i in enumerate(applied)
+                 if cmds[i].idempotency_key and ranks[n] >= WARMING]
         if keyed:  # a replay must answer the GLOBAL rank too, not the region's
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for cmd, result in keyed:
-                        key = self._keys.idempotency(cmd.user_id, cmd.idempotency_key or "")
+                    for cmd, result, board in keyed:
+                        key = self._keys.idempotency(cmd.user_id, cmd.idempotency_key or "",
+                                                     board.id, board.generation)
                         pipe.hset(key, "rank", result.rank - 1)
                     await pipe.execute()
             except REDIS_DOWN as exc:
@@ -275,7 +281,8 @@ class RegionShardActor(RegionShard):
                                  Keys(settings.board))
         super().__init__(settings, shard, self._cache.get)
         boards = partial(self.topology.boards_on, self.url)
-        self._guard = BoardGuard(self._redis, self._keys, shard, self.unstored, boards)
+        self._guard = BoardGuard(self._redis, self._keys, shard, self.unstored, boards,
+                                 self._cache.get)
         self._guard_task = asyncio.create_task(self._guard_loop())
         self._cache_task = asyncio.create_task(self._cache.run())
 
