@@ -1,9 +1,10 @@
 """Reads answered from Postgres while a board is warming (Redis lost its data, rebuild running).
 
 Same order as the Redis boards: score descending, then whoever reached the score first (the
-``reached`` version), then user_id descending; ranks are exact for what Postgres holds. Board
-``default`` season 1 only for now (docs/boards.md, "Reads"); the ``(board, season, score)`` and
-``(board, season, region, score)`` indexes serve top-N and the rank counts.
+``reached`` version), then user_id descending (on ``asc`` boards the score ascending); ranks are
+exact for what Postgres holds. Any board's season (docs/boards.md, "Reads"); the
+``(board, season, score)`` and ``(board, season, region, score)`` indexes serve top-N and the
+rank counts.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ class Queries(Protocol):
 
     async def fetchval(self, sql: str, *args: Any) -> Any: ...
 
-ORDER = "ORDER BY score DESC, reached ASC, user_id DESC"
-AHEAD = "(score > $2 OR (score = $2 AND (reached < $3 OR (reached = $3 AND user_id > $4))))"
-
-
-LIVE = "board = 'default' AND season = 1"
+# $1 board, $2 season: every query reads one board's season (board default: season 1)
+LIVE = "board = $1 AND season = $2"
+ORDERS = {"desc": "ORDER BY score DESC, reached ASC, user_id DESC",
+          "asc": "ORDER BY score ASC, reached ASC, user_id DESC"}
+# users ranked above ($4 score, $5 reached, $6 user_id) in either order
+AHEAD = {o: f"(score {c} $4 OR (score = $4 AND (reached < $5 OR (reached = $5 AND user_id > $6))))"
+         for o, c in (("desc", ">"), ("asc", "<"))}
 
 
 def _where(region: str, n: int) -> str:
@@ -42,55 +45,62 @@ def _entry(row: asyncpg.Record, rank: int) -> dict[str, Any]:
 
 
 class PostgresRanks:
-    """top / rank / around over the durable record, each marked ``"warming": true``."""
+    """top / rank / around over the durable record, each marked ``"warming": true``.
+
+    ``board``, ``season`` and ``order`` say which board's season (the seed's reads: default, 1).
+    """
 
     def __init__(self, pool: Queries) -> None:
         self._pg = pool
 
-    async def top(self, region: str, limit: int) -> dict[str, Any]:
-        params: list[Any] = [limit] if region == GLOBAL else [limit, region]
+    async def top(self, region: str, limit: int, board: str = "default", season: int = 1,
+                  order: str = "desc") -> dict[str, Any]:
+        of: list[Any] = [board, season]
+        params: list[Any] = [*of, limit] if region == GLOBAL else [*of, limit, region]
         rows = await self._pg.fetch(
-            f"SELECT user_id, name, region, score FROM leaderboard WHERE {_where(region, 2)} "
-            f"{ORDER} LIMIT $1", *params)
+            f"SELECT user_id, name, region, score FROM leaderboard WHERE {_where(region, 4)} "
+            f"{ORDERS[order]} LIMIT $3", *params)
         total = await self._pg.fetchval(
-            f"SELECT count(*) FROM leaderboard WHERE {_where(region, 1)}",
-            *([] if region == GLOBAL else [region]))
+            f"SELECT count(*) FROM leaderboard WHERE {_where(region, 3)}",
+            *of, *([] if region == GLOBAL else [region]))
         return {"region": region, "entries": [_entry(r, i + 1) for i, r in enumerate(rows)],
                 "total": int(total), "warming": True}
 
-    async def _me(self, region: str, user_id: str) -> tuple[asyncpg.Record, int] | None:
+    async def _me(self, region: str, user_id: str, board: str, season: int,
+                  order: str) -> tuple[asyncpg.Record, int] | None:
         me = await self._pg.fetchrow(
             f"SELECT user_id, name, region, score, reached FROM leaderboard WHERE {LIVE} "
-            "AND user_id = $1",
-            user_id)
+            "AND user_id = $3", board, season, user_id)
         if me is None or (region != GLOBAL and me["region"] != region):
             return None
-        params: list[Any] = [region, me["score"], me["reached"], user_id]
-        where = LIVE if region == GLOBAL else f"{LIVE} AND region = $1"
+        params: list[Any] = [board, season, region, me["score"], me["reached"], user_id]
+        where = LIVE if region == GLOBAL else f"{LIVE} AND region = $3"
         ahead = await self._pg.fetchval(
-            f"SELECT count(*) FROM leaderboard WHERE ($1::text IS NOT NULL) AND {where} AND {AHEAD}",
-            *params)
+            f"SELECT count(*) FROM leaderboard WHERE ($3::text IS NOT NULL) AND {where} AND "
+            f"{AHEAD[order]}", *params)
         return me, int(ahead) + 1
 
-    async def rank(self, region: str, user_id: str) -> dict[str, Any] | None:
-        found = await self._me(region, user_id)
+    async def rank(self, region: str, user_id: str, board: str = "default", season: int = 1,
+                   order: str = "desc") -> dict[str, Any] | None:
+        found = await self._me(region, user_id, board, season, order)
         if found is None:
             return None
         me, rank = found
         return {**_entry(me, rank), "warming": True}
 
-    async def around(self, region: str, user_id: str, span: int) -> dict[str, Any] | None:
-        found = await self._me(region, user_id)
+    async def around(self, region: str, user_id: str, span: int, board: str = "default",
+                     season: int = 1, order: str = "desc") -> dict[str, Any] | None:
+        found = await self._me(region, user_id, board, season, order)
         if found is None:
             return None
         me, rank = found
         first = max(1, rank - span)
-        params: list[Any] = [first - 1, rank + span - first + 1]
+        params: list[Any] = [board, season, first - 1, rank + span - first + 1]
         if region != GLOBAL:
             params.append(region)
         rows = await self._pg.fetch(
-            f"SELECT user_id, name, region, score FROM leaderboard WHERE {_where(region, 3)} "
-            f"{ORDER} OFFSET $1 LIMIT $2", *params)
+            f"SELECT user_id, name, region, score FROM leaderboard WHERE {_where(region, 5)} "
+            f"{ORDERS[order]} OFFSET $3 LIMIT $4", *params)
         ranked = [_entry(r, first + i) for i, r in enumerate(rows)]
         return {"region": region, "self": _entry(me, rank),
                 "around": [e for e in ranked if e["user_id"] != user_id], "warming": True}

@@ -18,7 +18,6 @@ from leaderboard.errors import (
     NoSuchSeason,
     NotFound,
     Unavailable,
-    Warming,
 )
 from leaderboard.keys import (
     AROUND,
@@ -153,6 +152,8 @@ class Ranker:
         if board.id == DEFAULT_BOARD:
             return {**await self.top(region, limit), "season": _default_season(season)}
         reply, k = await self._board_read(BOARD_TOP, board, region, season, limit, "")
+        if reply is None:
+            return {**await self._pg.top(region, limit, board.id, k, board.order), "season": k}
         return {"region": region, "entries": entries_from(reply[2:], 1),
                 "total": int(reply[1]), "season": k}
 
@@ -164,6 +165,9 @@ class Ranker:
             found = await self.rank(region, user_id)
             return None if found is None else {**found, "season": k}
         reply, k = await self._board_read(BOARD_RANK, board, region, season, 0, user_id)
+        if reply is None:
+            cold = await self._pg.rank(region, user_id, board.id, k, board.order)
+            return None if cold is None else {**cold, "season": k}
         if len(reply) == 1:
             return None
         return {**entries_from([user_id, *reply[2:]], int(reply[1]) + 1)[0], "season": k}
@@ -176,6 +180,9 @@ class Ranker:
             found = await self.around(region, user_id, span)
             return None if found is None else {**found, "season": k}
         reply, k = await self._board_read(BOARD_AROUND, board, region, season, span, user_id)
+        if reply is None:
+            cold = await self._pg.around(region, user_id, span, board.id, k, board.order)
+            return None if cold is None else {**cold, "season": k}
         if len(reply) == 1:
             return None
         me, first = int(reply[1]) + 1, int(reply[2]) + 1
@@ -184,8 +191,9 @@ class Ranker:
                 "around": [e for e in ranked if e["rank"] != me], "season": k}
 
     async def _board_read(self, script: str, board: Board, region: str, season: int | None,
-                          arg: int, user_id: str) -> tuple[list[Any], int]:
-        """Run a board read script; its reply and the season it read.
+                          arg: int, user_id: str) -> tuple[list[Any] | None, int]:
+        """Run a board read script; its reply and the season it read (reply None: the instance
+        is warming, read that season from Postgres; the live one by this replica's estimate).
 
         Live reads pass two candidate seasons from this replica's estimate of the instance's
         clock; the script picks by the instance's clock, or answers how far off the estimate
@@ -200,7 +208,9 @@ class Ranker:
             reply = await self._call(self._scripts[region].board[script],
                                      *self._board_call(board, region, k, arg, user_id, fixed))
             if reply == WARMING:
-                raise Warming("the board is being rebuilt; retry in a second")
+                if not fixed and board.schedule.season_at(self.clock.now_us()) is None:
+                    raise NoSuchSeason("this season of the board has not started")
+                return None, k
             if reply == "board_changed":
                 raise BoardChanged("the board was deleted or created again just now")
             if reply[0] in ("early", "stale"):

@@ -155,3 +155,32 @@ async def test_restore_skips_freed_seasons_and_unregistered_boards(
     assert not await redis.keys(f"{keys.prefix}b:{m.gone.id}:*")
     best = keys.season(m.best.id, m.best.generation, 1)
     assert await redis.zscore(best.board("EU"), await redis.hget(best.user("late"), "member")) == -5
+
+
+async def test_reads_of_a_lost_board_say_warming_and_come_from_postgres(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool, made: Made
+) -> None:
+    m = made
+    await populate(settings, redis, pg, m)
+    ranker = Ranker(settings)
+    live = {}
+    for b in (m.hourly, m.best):
+        for r in REGIONS:
+            users = [f"u{i:02d}" for i in range(20) if r == GLOBAL or REGIONS[i % 3] == r]
+            live[(b.id, r)] = (await ranker.board_top(b, r, 10),
+                               [await ranker.board_rank(b, r, u) for u in users],
+                               [await ranker.board_around(b, r, u, 2) for u in users])
+    await redis.flushdb()
+    for (board_id, r), (top, ranks, arounds) in live.items():
+        b = m.lookup(board_id)
+        assert b is not None
+        users = [f"u{i:02d}" for i in range(20) if r == GLOBAL or REGIONS[i % 3] == r]
+        cold = await ranker.board_top(b, r, 10)
+        assert cold.pop("warming") is True and cold == top
+        for u, rank, around in zip(users, ranks, arounds, strict=True):
+            got = await ranker.board_rank(b, r, u)
+            assert (got if got is None else {k: v for k, v in got.items() if k != "warming"}) \
+                == rank
+            near = await ranker.board_around(b, r, u, 2)
+            assert near is None or near.pop("warming") is True
+            assert near == around
