@@ -5,6 +5,10 @@ script, in the same micro-batch (the fast path, which also gives the write its G
 The writers fold every event of such a shard's stream again before acknowledging it (the safety
 net), so an event leaves its stream only once Postgres *and* GLOBAL hold it. Both go through one
 version-guarded script, so a second application is a no-op.
+
+Every board folds: each event goes to its board's season (prefix, sort key by the board's
+order), and one call may mix boards (``Targets``). GLOBAL's registry decides whether a board's
+events still fold (docs/boards.md, "Stream events and the writers").
 """
 
 from __future__ import annotations
