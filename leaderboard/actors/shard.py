@@ -54,7 +54,8 @@ class WriteResult:
 
     ``remaining`` is the user's tokens left after an admitted write (-1: no user limit);
     ``retry_after_us`` says when a rate-limited write would be admitted. ``global_pending``: the
-    write is applied but GLOBAL's instance could not be reached to fold it in (the writers will).
+    write is applied but GLOBAL's instance could not be reached, or does not know the board yet,
+    to fold it in (the writers will).
     """
 
     status: Literal[
