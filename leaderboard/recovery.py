@@ -264,7 +264,7 @@ class BoardGuard:
         deleted board's are skipped; so are a season's the instance freed)."""
         items: list[Item] = []
         for e in self._unstored.events():
-            board = self._lookup(e.board)
+            board = DEFAULT if e.board == DEFAULT_BOARD else self._lookup(e.board)
             if board is not None:
                 items.append((board, e.season, e.row()))
         if items:

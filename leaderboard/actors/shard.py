@@ -160,7 +160,7 @@ class RegionShard:
         assert self._fold is not None
         applied, rows = [], []
         for i, r in enumerate(results):
-            board = self.boards(cmds[i].board) if r.status == "ok" else None
+            board = None if r.status != "ok" else self._board(cmds[i].board)
             if board is None:
                 if r.status == "ok":  # deleted since its write: nothing to fold any more
                     results[i] = replace(r, rank=0)
@@ -191,6 +191,9 @@ class RegionShard:
                 log.warning("shard %s: idempotency ranks not updated: %s", self._shard, exc)
         return results
 
+    def _board(self, board_id: str) -> Board | None:
+        return DEFAULT if board_id == DEFAULT_BOARD else self.boards(board_id)
+
     @staticmethod
     def _event(cmd: WriteCommand, result: WriteResult, reached: int) -> Event:
         return Event(cmd.user_id, cmd.name, cmd.region, result.score, result.version, reached,
@@ -202,7 +205,7 @@ class RegionShard:
         """The write script's KEYS and ARGV for one command (``redis_us``: Redis's clock as a
         ``season_stale`` answer reported it, to pick the candidate seasons from)."""
         k = self._keys
-        board = DEFAULT if cmd.board == DEFAULT_BOARD else self.boards(cmd.board)
+        board = self._board(cmd.board)
         assert board is not None  # _precheck answered unknown boards
         season = 1 if board is DEFAULT else self._candidate(board, redis_us)
         # board default, season 1: today's keys (k itself), without building a prefix per write
