@@ -117,7 +117,7 @@ class Ranker:
         if reply == WARMING:
             if start:
                 raise Warming("the board is being rebuilt; pages resume in a second")
-            return {**await self._pg.top(region, limit), "next": None}
+            return await self._pg.top(region, limit)
         return top_answer(reply, region, "", 1)
 
     async def rank(self, region: str, user_id: str) -> Entry | None:
@@ -156,6 +156,11 @@ class Ranker:
             return {**self._rebrand(await self.top(region, limit, start), board.id), "season": k}
         reply, k = await self._board_read("top", board, region, season, limit, "",
                                           start_args(start))
+        if reply is None:
+            if start:
+                raise Warming("the board is being rebuilt; pages resume in a second")
+            cold = await self._pg.top(region, limit, board.id, k, board.order)
+            return {**cold, "season": k}
         return {**top_answer(reply[1:], region, board.id, k), "season": k}
 
     async def board_rank(self, board: Board, region: str, user_id: str,
@@ -166,6 +171,9 @@ class Ranker:
             found = await self.rank(region, user_id)
             return None if found is None else {**found, "season": k}
         reply, k = await self._board_read("rank", board, region, season, 0, user_id)
+        if reply is None:
+            cold = await self._pg.rank(region, user_id, board.id, k, board.order)
+            return None if cold is None else {**cold, "season": k}
         found = rank_answer(reply[1:], user_id, board.order)
         return None if found is None else {**found, "season": k}
 
@@ -177,6 +185,9 @@ class Ranker:
             found = await self.around(region, user_id, span)
             return None if found is None else {**found, "season": k}
         reply, k = await self._board_read("around", board, region, season, span, user_id)
+        if reply is None:
+            cold = await self._pg.around(region, user_id, span, board.id, k, board.order)
+            return None if cold is None else {**cold, "season": k}
         found = around_answer(reply[1:], region)
         return None if found is None else {**found, "season": k}
 
@@ -186,6 +197,8 @@ class Ranker:
         if board.id == DEFAULT_BOARD:
             return {**await self.ranks(region, user_ids), "season": _default_season(season)}
         reply, k = await self._board_read("ranks", board, region, season, 0, "", user_ids)
+        if reply is None:
+            raise Warming("the board is being rebuilt; retry in a second")
         return {**ranks_answer(reply[1:], region, user_ids), "season": k}
 
     @staticmethod
@@ -199,8 +212,9 @@ class Ranker:
 
     async def _board_read(self, kind: str, board: Board, region: str, season: int | None,
                           arg: int, user_id: str, extra: list[Any] | None = None,
-                          ) -> tuple[list[Any], int]:
-        """Run a board read script; its reply and the season it read.
+                          ) -> tuple[list[Any] | None, int]:
+        """Run a board read script; its reply and the season it read (reply None: the instance
+        is warming, read that season from Postgres; the live one by this replica's estimate).
 
         Live reads pass two candidate seasons from this replica's estimate of the instance's
         clock; the script picks by the instance's clock, or answers how far off the estimate
@@ -216,7 +230,9 @@ class Ranker:
             reply = await self._call(self._scripts[region].board[kind], keys,
                                      [*args, *(extra or [])])
             if reply == WARMING:
-                raise Warming("the board is being rebuilt; retry in a second")
+                if not fixed and board.schedule.season_at(self.clock.now_us()) is None:
+                    raise NoSuchSeason("this season of the board has not started")
+                return None, k
             if reply == "board_changed":
                 raise BoardChanged("the board was deleted or created again just now")
             if reply == "freed":
