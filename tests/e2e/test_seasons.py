@@ -17,6 +17,7 @@ import random
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -195,7 +196,9 @@ async def scenario(client: httpx.AsyncClient, service: Service, pg: asyncpg.Pool
     await asyncio.gather(*tasks, *([chaos()] if chaos else []))
     models = models_of(run)
     last = {bid: max(a.answer["season"] for a in run.acks if a.board == bid) for bid in models}
-    assert min(last.values()) >= BOUNDARIES + 1, last
+    seen = sorted(Counter((a.board[-4:], a.answer["season"], a.answer.get("improved"))
+                          for a in run.acks).items())
+    assert min(last.values()) >= BOUNDARIES + 1, (last, seen)
     for model in models.values():  # the live season, right after the writes
         await check_top(client, model, None)
     await wait_archived(pg, run, last)
