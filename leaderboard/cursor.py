@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -39,7 +40,7 @@ class Cursor:
     def encode(self) -> str:
         text = SEP.join([VERSION, self.board, str(self.season), self.region,
                          str(self.sort_key), self.member])
-        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+        return base64.urlsafe_b64encode(f"{text}{SEP}{_check(text)}".encode()).decode().rstrip("=")
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
@@ -48,9 +49,10 @@ class Cursor:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise CursorInvalid("cursor: not a cursor this service issued") from None
-        parts = raw.split(SEP)
-        if len(parts) != 6 or parts[0] != VERSION:
-            raise CursorInvalid("cursor: not a cursor this service issued")
+        text, _, check = raw.rpartition(SEP)
+        parts = text.split(SEP)
+        if len(parts) != 6 or parts[0] != VERSION or check != _check(text):
+            raise CursorInvalid("cursor: not a cursor this service issued (or cut short)")
         _, board, season, region, sort_key, member = parts
         if not (season.isdigit() and sort_key.lstrip("-").isdigit() and _MEMBER.match(member)):
             raise CursorInvalid("cursor: malformed")
@@ -71,6 +73,11 @@ class Cursor:
     @property
     def user_id(self) -> str:
         return self.member[MEMBER_PREFIX_LEN:]
+
+
+def _check(text: str) -> str:
+    """A short digest: a cursor cut short or edited is refused rather than read elsewhere."""
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 def sort_key_of(redis_score: str | bytes) -> int:
