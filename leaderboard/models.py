@@ -181,6 +181,8 @@ class HealthResponse(BaseModel):
     warming: bool
     backlog: dict[str, int]
     dead_letters: dict[str, int]
+    # ended seasons held back from their archive by a dead-lettered write (only when any)
+    archive_blocked: list[dict[str, Any]] | None = None
 
 
 class SeasonInfo(BaseModel):

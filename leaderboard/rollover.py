@@ -169,18 +169,7 @@ class Rollover:
         return moved
 
     async def dead_lettered(self) -> set[tuple[str, int]]:
-        """(board, season) of every dead-lettered write, on every instance."""
-        found: set[tuple[str, int]] = set()
-        for shard in self._topology.all_shards():
-            redis = self._instances.get(self._topology.url_of_shard(shard))
-            if redis is None:
-                continue
-            for _, fields in await redis.xrange(self._keys.dead(shard)) or []:
-                try:
-                    found.add(board_of({str(k): str(v) for k, v in (fields or {}).items()}))
-                except BadEvent:
-                    continue  # not an event of ours at all: nothing to hold back
-        return found
+        return await dead_lettered(self._instances, self._topology, self._keys)
 
     async def free(self, boards: list[Board]) -> None:
         """Remove archived seasons' keys from this instance."""
@@ -221,3 +210,19 @@ def _ended_between(board: Board, after: int, upto: int) -> bool:
         return False
     return board.schedule.bounds(k)[0] > after
 
+
+async def dead_lettered(instances: dict[str, aioredis.Redis], topology: Topology,
+                        keys: Keys) -> set[tuple[str, int]]:
+    """(board, season) of every dead-lettered write on the given instances: seasons that must
+    not be archived until an operator repairs them."""
+    found: set[tuple[str, int]] = set()
+    for shard in topology.all_shards():
+        redis = instances.get(topology.url_of_shard(shard))
+        if redis is None:
+            continue
+        for _, fields in await redis.xrange(keys.dead(shard)) or []:
+            try:
+                found.add(board_of({str(k): str(v) for k, v in (fields or {}).items()}))
+            except BadEvent:
+                continue  # not an event of ours at all: nothing to hold back
+    return found
