@@ -119,6 +119,15 @@ class Keys:
         """Highest season of a board whose keys were freed on this instance."""
         return f"{self.board_prefix(board, generation)}freed"
 
+    def profile(self, user_id: str) -> str:
+        """HASH ``name``: a user's current name, shown on every board (on every instance)."""
+        return f"{self.prefix}profile:{user_id}"
+
+    @property
+    def profiles_rev(self) -> str:
+        """Bumped on every rename (REDIS_URL's instance): cached archive answers carry names."""
+        return f"{self.prefix}profiles:rev"
+
     def auth_bucket(self, scope: str) -> str:
         return f"{self.prefix}bucket:auth:{scope}"
 
@@ -195,7 +204,8 @@ WRITE_SCORE = _BUCKETS + """
 --       season k, 4 shard stream, 5 clock, 6 user bucket, 7 region bucket,
 --       8 idempotency record, 9 epoch, 10 warming (while either says the board is incomplete,
 --       the rank is -1); other boards: 11-13 as 1-3 in season k + 1, 14 registry,
---       15 the board's seasons set
+--       15 the board's seasons set; the last key (KEYS[#KEYS]) is the user's profile, whose
+--       name (when set, by a rename) wins over ARGV[2]
 -- ARGV: 1 user_id, 2 name, 3 region, 4 mode (set|add|create|best), 5 value, 6 max |score|,
 --       7 user capacity, 8 user refill per us, 9 region capacity, 10 region refill per us,
 --       11 backlog limit (capacity or limit 0: that check is off),
@@ -203,7 +213,7 @@ WRITE_SCORE = _BUCKETS + """
 --       other boards: 14 board id, 15 generation, 16 order ('desc'|'asc'), 17 season k,
 --       18 start of k, 19 end of k, 20 end of k + 1 (µs; '' = no end)
 -- Returns {'ok', score, version, global rank (0-based), user tokens left (-1: no limit), reached,
---      season, improved (1|0: a best write that did not improve wrote nothing)},
+--      season, improved (1|0: a best write that did not improve wrote nothing), name},
 --      {'replay', score, version, rank, -1, '0', season, improved} (the first answer to this
 --      idempotency key), or {'exists'} / {'out_of_range'} / {'queue_full'} /
 --      {'rate_limited', scope, retry us} / {'key_reused'} (same key, different request) /
@@ -213,6 +223,7 @@ WRITE_SCORE = _BUCKETS + """
 --      both candidate seasons: the shard recomputes them from t and runs the write again).
 local board = ARGV[14]
 local now = nil
+local name = redis.call('HGET', KEYS[#KEYS], 'name') or ARGV[2]
 if board then
   if redis.call('HGET', KEYS[14], board) ~= ARGV[15] then
     if redis.call('EXISTS', KEYS[9]) == 0 then return {'warming'} end
@@ -223,7 +234,8 @@ if ARGV[12] ~= '' then
   local prev = redis.call('HMGET', KEYS[8], 'fp', 'score', 'version', 'rank', 'season', 'improved')
   if prev[1] then
     if prev[1] ~= ARGV[12] then return {'key_reused'} end
-    return {'replay', prev[2], prev[3], tonumber(prev[4]), -1, '0', prev[5] or '1', prev[6] or '1'}
+    return {'replay', prev[2], prev[3], tonumber(prev[4]), -1, '0', prev[5] or '1', prev[6] or '1',
+            name}
   end
 end
 local season, hkey, gkey, rkey = '1', KEYS[1], KEYS[2], KEYS[3]
@@ -309,12 +321,12 @@ if improved == 1 then
   redis.call('ZADD', gkey, sk, member)
   if rkey ~= gkey then redis.call('ZADD', rkey, sk, member) end
   local ts = string.format('%d', math.floor(version / 1000))
-  redis.call('HSET', hkey, 'name', ARGV[2], 'region', ARGV[3], 'score', s, 'version', vs,
+  redis.call('HSET', hkey, 'name', name, 'region', ARGV[3], 'score', s, 'version', vs,
     'reached', reached, 'member', member, 'updated_at', ts)
   -- the event: one field, 'score version reached ts region user_id name' (pipeline/events.py),
   -- and 'b' = 'board season' for other boards than default
   local e = s .. ' ' .. vs .. ' ' .. reached .. ' ' .. ts .. ' ' .. ARGV[3] .. ' ' .. ARGV[1] ..
-    ' ' .. ARGV[2]
+    ' ' .. name
   if board then
     redis.call('XADD', KEYS[4], '*', 'e', e, 'b', board .. ' ' .. season)
     redis.call('SADD', KEYS[15], season)
@@ -333,7 +345,7 @@ if ARGV[12] ~= '' then
   end
   redis.call('EXPIRE', KEYS[8], tonumber(ARGV[13]))
 end
-return {'ok', s, vs, rank, left, reached, season, improved}
+return {'ok', s, vs, rank, left, reached, season, improved, name}
 """
 
 # Plain token buckets (sign-up and login limits): take one token from each, or from none.

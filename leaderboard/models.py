@@ -24,6 +24,10 @@ class RegisterRequest(BaseModel):
     initialScore: Score | None = None  # noqa: N815 - UpRank's wire name
 
 
+class RenameRequest(BaseModel):
+    name: Name
+
+
 class LoginRequest(BaseModel):
     user_id: UserId
     password: Annotated[StrictStr, Field(min_length=1, max_length=1024)]

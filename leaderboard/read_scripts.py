@@ -4,15 +4,22 @@ keys) and of any board's season (which also pick the live season by the instance
 Each read is one script call: one round trip, one consistent view of the board.
 """
 
-# Shared Lua helper: the entry fields of the members in a ZREVRANGE slice.
+# Shared Lua helpers: a user's profile name (set by a rename; it wins over the name the entry
+# was written with), and the entry fields of the members in a ZREVRANGE slice. The namespace
+# ``lb:{N}:`` starts every key (N has no ':'), and user ids have none either.
 _ENTRIES = """
+local function profile_name(ns, uid)
+  return redis.call('HGET', ns .. 'profile:' .. uid, 'name')
+end
+
 local function entries(members, prefix)
   local out = {}
+  local ns = string.match(prefix, '^lb:[^:]+:')
   for i, m in ipairs(members) do
     local uid = string.sub(m, 17)
     local h = redis.call('HMGET', prefix .. uid, 'name', 'region', 'score')
     out[#out + 1] = uid
-    out[#out + 1] = h[1] or ''
+    out[#out + 1] = profile_name(ns, uid) or h[1] or ''
     out[#out + 1] = h[2] or ''
     out[#out + 1] = h[3] or '0'
   end
@@ -71,7 +78,8 @@ local function rank_of(board, hash)
   if not r then return nil end
   local above = ''
   if r > 0 then above = redis.call('ZREVRANGE', board, r - 1, r - 1, 'WITHSCORES')[2] end
-  return {r, h[2], h[3], h[4], redis.call('ZCARD', board), above}
+  local name = profile_name(string.match(hash, '^lb:[^:]+:'), string.match(hash, '([^:]*)$'))
+  return {r, name or h[2], h[3], h[4], redis.call('ZCARD', board), above}
 end
 
 -- {self rank0, first rank0, total, uid, name, region, score, ...} or nil
@@ -98,7 +106,7 @@ local function ranks_of(board, prefix, from)
     if r then
       out[#out + 1] = ARGV[i]
       out[#out + 1] = r
-      out[#out + 1] = h[2]
+      out[#out + 1] = profile_name(string.match(prefix, '^lb:[^:]+:'), ARGV[i]) or h[2]
       out[#out + 1] = h[3]
       out[#out + 1] = h[4]
     end

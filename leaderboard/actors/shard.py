@@ -72,6 +72,7 @@ class WriteResult:
     global_pending: bool = False
     season: int = 1
     improved: bool = True  # False: a best write that did not improve (nothing was written)
+    name: str = ""  # the name the write stored: the user's profile name after a rename
 
 
 class RegionShard:
@@ -167,7 +168,7 @@ class RegionShard:
                 continue
             applied.append(i)
             cmd = cmds[i]
-            rows.append(FoldEvent(cmd.user_id, cmd.name, cmd.region, r.score, r.version,
+            rows.append(FoldEvent(cmd.user_id, r.name or cmd.name, cmd.region, r.score, r.version,
                                   int(replies[i][5]), r.version // 1000, board, r.season))
         try:
             ranks = await self._fold.apply(rows, "fast")
@@ -196,8 +197,8 @@ class RegionShard:
 
     @staticmethod
     def _event(cmd: WriteCommand, result: WriteResult, reached: int) -> Event:
-        return Event(cmd.user_id, cmd.name, cmd.region, result.score, result.version, reached,
-                     cmd.board, result.season)
+        return Event(cmd.user_id, result.name or cmd.name, cmd.region, result.score,
+                     result.version, reached, cmd.board, result.season)
 
     def _script_call(
         self, cmd: WriteCommand, redis_us: int | None = None
@@ -232,6 +233,7 @@ class RegionShard:
             end_next = None if end is None else board.schedule.bounds(season + 1)[1]
             args += [board.id, board.generation, board.order, season, start,
                      "" if end is None else end, "" if end_next is None else end_next]
+        keys.append(k.profile(cmd.user_id))  # always the last key
         return keys, args
 
     def _candidate(self, board: Board, redis_us: int | None) -> int:
@@ -257,7 +259,8 @@ class RegionShard:
             return WriteResult(status)  # type: ignore[arg-type]
         score, version = int(reply[1]), int(reply[2])
         result = WriteResult(status, score, version, int(reply[3]) + 1, int(reply[4]),  # type: ignore[arg-type]
-                             season=int(reply[6]), improved=int(reply[7]) == 1)
+                             season=int(reply[6]), improved=int(reply[7]) == 1,
+                             name=str(reply[8]))
         if status == "ok" and result.improved:
             if cmd.board != DEFAULT_BOARD:  # only other boards choose seasons by the clock
                 self.clock.observe(version)

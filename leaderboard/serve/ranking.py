@@ -103,7 +103,7 @@ class Ranker:
                               if r != GLOBAL})
         self._pg = PostgresRanks(Postgres(settings))
         self._seasons = SeasonReads(Postgres(settings, max_size=2))
-        self._archive_cache: dict[tuple[ReadRequest, str], Any] = {}
+        self._archive_cache: dict[tuple[ReadRequest, str, str], Any] = {}
         self._boards = BoardCache(Postgres(settings, max_size=1), self._redis, self._keys)
         self._boards_task: asyncio.Task[None] | None = None
         self.clock = RedisClock()  # for choosing the live season's candidates
@@ -328,7 +328,11 @@ class Ranker:
 
     async def _archived(self, request: ReadRequest, board: Board) -> Any:
         """An archived season's answer: read once, then from memory (archives never change)."""
-        key = (request, board.generation)
+        try:  # names in archives change with renames: a rename starts a new cache key
+            names = str(await self._redis.get(self._keys.profiles_rev) or "0")
+        except REDIS_DOWN:
+            return await self._past(request, board)  # unsure which names are current
+        key = (request, board.generation, names)
         if key not in self._archive_cache:
             if len(self._archive_cache) >= ARCHIVE_CACHE:
                 self._archive_cache.clear()

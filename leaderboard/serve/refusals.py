@@ -62,7 +62,8 @@ def refusal(result: WriteResult) -> LeaderboardError | None:
 
 def entry(cmd: WriteCommand, result: WriteResult) -> dict[str, Any]:
     """The entry an applied write answers with; flags say why a rank is missing."""
-    body: dict[str, Any] = {"rank": result.rank, "user_id": cmd.user_id, "name": cmd.name,
+    body: dict[str, Any] = {"rank": result.rank, "user_id": cmd.user_id,
+                            "name": result.name or cmd.name,
                             "region": cmd.region, "score": result.score}
     if result.global_pending:  # GLOBAL's Redis unreachable: applied, folded in later
         body.update(rank=None, global_pending=True)

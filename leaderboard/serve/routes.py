@@ -30,6 +30,7 @@ from leaderboard.models import (
     RegionQuery,
     RegisterRequest,
     RegisterResponse,
+    RenameRequest,
     ScoreAdd,
     ScoreCreate,
     ScoreUpdate,
@@ -42,7 +43,7 @@ from leaderboard.models import (
     WritersResponse,
 )
 from leaderboard.serve.asgi import Handler, Route
-from leaderboard.serve.handlers import admin, auth, boards, health, reads, scores
+from leaderboard.serve.handlers import admin, auth, boards, health, reads, scores, users
 from leaderboard.serve.openapi import doc_routes
 
 
@@ -59,6 +60,8 @@ API: list[Route] = [
           response=RegisterResponse, errors=(409, 429, 503), tag="auth"),
     Route("POST", "/auth/login", auth.login, body=LoginRequest, response=TokenResponse,
           errors=(401, 429, 503), tag="auth"),
+    Route("PATCH", "/users/me", users.rename, body=RenameRequest, response=RegisterResponse,
+          token="any", errors=(403, 404, 503), tag="auth"),
     player_write("/score/create", scores.create, ScoreCreate, status=201, optional=True),
     player_write("/score/update", scores.update, ScoreUpdate),
     player_write("/score/add", scores.add, ScoreAdd),
