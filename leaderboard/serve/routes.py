@@ -37,7 +37,7 @@ from leaderboard.models import (
     WritersResponse,
 )
 from leaderboard.serve.asgi import Handler, Route
-from leaderboard.serve.handlers import admin, auth, boards, health, reads, scores
+from leaderboard.serve.handlers import admin, auth, boards, health, live, page, reads, scores
 from leaderboard.serve.openapi import doc_routes
 
 
@@ -80,6 +80,8 @@ API: list[Route] = [
     Route("GET", "/boards/{board}/around/{user_id}", reads.around,
           query=BoardAroundQuery, path_model=BoardUserPath, response=AroundResponse,
           errors=(404, 503), tag="boards"),
+    Route("GET", "/boards/{board}/live", live.live, query=live.LiveQuery, path_model=BoardPath,
+          errors=(404, 503), tag="boards", stream=True),
     Route("DELETE", "/boards/{board}", boards.delete, status=204, path_model=BoardPath,
           token="admin", errors=(404, 409, 503), tag="boards"),
     Route("POST", "/admin/writers/pause", admin.pause_writers, token="admin",
@@ -92,4 +94,4 @@ API: list[Route] = [
           responses={503: HealthResponse}, tag="operations"),
 ]
 
-ROUTES: list[Route] = [*API, *doc_routes(API)]
+ROUTES: list[Route] = [*API, *doc_routes(API), *page.ROUTES]
