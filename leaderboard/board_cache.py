@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 REFRESH_S = 0.25
 MISS_INTERVAL_S = 0.1
 COLUMNS = ("id, title, sort_order, operator, reset_seconds, reset_cron, start_at, generation, "
-           "deleted_at, rev")
+           "deleted_at, rev, archived_through")
 
 
 class Rows(Protocol):
@@ -45,6 +45,7 @@ class BoardCache:
         self._keys = keys
         self._boards: dict[str, Board] = {DEFAULT.id: DEFAULT}
         self._deleting: set[str] = set()
+        self._archived: dict[str, int] = {}  # board id -> archived_through
         self._pg_rev = 0
         self._redis_rev: str | None = None
         self._last_miss = 0.0
@@ -52,6 +53,10 @@ class BoardCache:
 
     def get(self, board_id: str) -> Board | None:
         return self._boards.get(board_id)
+
+    def archived(self, board_id: str) -> int:
+        """Every season of the board up to this one is archived in Postgres (or was empty)."""
+        return self._archived.get(board_id, 0)
 
     def all(self) -> list[Board]:
         return sorted(self._boards.values(), key=lambda b: b.id)
@@ -102,6 +107,7 @@ class BoardCache:
             self._deleting = {r["id"] for r in ids if r["gone"]}
             for board_id in set(self._boards) - live:
                 del self._boards[board_id]
+                self._archived.pop(board_id, None)
             missing = sorted(live - set(self._boards))
             if missing:
                 for row in await self._pg.fetch(
@@ -116,6 +122,7 @@ class BoardCache:
             self._deleting.add(board_id)
             return
         self._deleting.discard(board_id)
+        self._archived[board_id] = int(row["archived_through"])
         if board_id != DEFAULT.id:
             self._boards[board_id] = Board.from_row(row)
 

@@ -28,7 +28,7 @@ class Executes(Protocol):
     async def execute(self, sql: str, *args: object) -> str: ...
 
 
-def _id(entry_id: str) -> tuple[int, int]:
+def entry_order(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
@@ -51,7 +51,7 @@ async def drained(instances: dict[str, aioredis.Redis],
     """Whether every stream's first remaining entry lies past its fence."""
     for (url, stream), fence in fenced.items():
         first = await instances[url].xrange(stream, "-", "+", count=1)
-        if first and _id(str(first[0][0])) <= _id(fence):
+        if first and entry_order(str(first[0][0])) <= entry_order(fence):
             return False
     return True
 

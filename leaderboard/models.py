@@ -106,7 +106,8 @@ class RegisterResponse(BaseModel):
 class RankEntry(BaseModel):
     """An entry; ``rank`` is null while the board is rebuilt (``warming``) or GLOBAL's instance
     is unreachable (``global_pending``: applied, folded into GLOBAL later). On boards other than
-    ``default``, writes also answer their ``season`` and, on ``best`` boards, ``improved``."""
+    ``default``, writes also answer their ``season``, the entry's ``version`` (µs on its Redis
+    instance's clock: the order of writes, the tie-break) and, on ``best`` boards, ``improved``."""
 
     rank: int | None
     user_id: str
@@ -116,6 +117,7 @@ class RankEntry(BaseModel):
     warming: bool | None = None
     global_pending: bool | None = None
     season: int | None = None
+    version: int | None = None
     improved: bool | None = None
 
 
@@ -190,6 +192,19 @@ class BoardList(BaseModel):
     boards: list[BoardResponse]
 
 
+class SeasonSummary(BaseModel):
+    """One season of a board: ``ended_at`` null for the live one; ``entries`` on GLOBAL."""
+
+    number: int
+    started_at: str
+    ended_at: str | None
+    entries: int
+
+
+class SeasonList(BaseModel):
+    seasons: list[SeasonSummary]  # newest first
+
+
 # -- path and query parameters ----------------------------------------------------------------
 
 RegionParam = Annotated[str, Field(min_length=1, max_length=50)]
@@ -228,6 +243,11 @@ class BoardTopQuery(TopQuery):
 
 class BoardAroundQuery(AroundQuery):
     season: SeasonParam = None
+
+
+class SeasonsQuery(BaseModel):
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    before: SeasonParam = None  # only seasons numbered below this (the next page)
 
 
 class BoardUserPath(BoardPath):

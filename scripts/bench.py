@@ -665,8 +665,8 @@ def markdown(args: argparse.Namespace, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(path: Path, table: str) -> None:
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+def write_report(path: Path, table: str, marker: str = "bench") -> None:
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     block = f"{begin}\n{table}{end}"
     text = path.read_text() if path.exists() else "# Performance\n\n"
     if begin in text and end in text:

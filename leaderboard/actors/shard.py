@@ -277,19 +277,25 @@ class RegionShard:
 
 
 class RegionShardActor(RegionShard):
-    """The shard as a Ray actor: also guards its board against Redis losing its data."""
+    """The shard as a Ray actor: also guards its instance against Redis losing its data and
+    ends seasons (``leaderboard.rollover``), every ``GUARD_INTERVAL_S``."""
 
     GUARD_INTERVAL_S = 0.5
 
     async def __init__(self, settings: Settings, shard: str) -> None:  # type: ignore[misc]
         from leaderboard.board_cache import BoardCache
+        from leaderboard.rollover import Rollover
         from leaderboard.serve.pg import Postgres
 
-        self._cache = BoardCache(Postgres(settings, max_size=1), connect(settings.redis_url),
-                                 Keys(settings.board))
+        main = connect(settings.redis_url)
+        self._cache = BoardCache(Postgres(settings, max_size=1), main, Keys(settings.board))
         super().__init__(settings, shard, self._cache.get)
         boards = partial(self.topology.boards_on, self.url)
         self._guard = BoardGuard(self._redis, self._keys, shard, self.unstored, boards)
+        instances = {url: self._redis if url == self.url else connect(url)
+                     for url in self.topology.urls()}
+        self._rollover = Rollover(self._redis, main, self._keys, shard, self.topology,
+                                  self.unstored, self._cache, instances)
         self._guard_task = asyncio.create_task(self._guard_loop())
         self._cache_task = asyncio.create_task(self._cache.run())
 
@@ -315,6 +321,7 @@ class RegionShardActor(RegionShard):
                     pg = await create_pool(self._settings, max_size=2)
                 await self._guard.check(pg)
                 await self.unstored.confirm(pg)
+                await self._rollover.tick(pg)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis or Postgres away: look again shortly

@@ -90,6 +90,11 @@ def decode(fields: Mapping[str, str]) -> StoredEvent:
     return StoredEvent(user_id, name, region, score, version, reached, ts, board, season)
 
 
+def board_of(fields: Mapping[str, str]) -> tuple[str, int]:
+    """The board and season a stream entry names (BadEvent if its ``b`` field is malformed)."""
+    return _board(fields.get(BOARD_FIELD))
+
+
 def _board(value: str | None) -> tuple[str, int]:
     """The ``b`` field's board and season (absent: default, 1)."""
     if value is None:

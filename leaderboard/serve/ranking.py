@@ -20,24 +20,18 @@ from leaderboard.errors import (
     Unavailable,
     Warming,
 )
-from leaderboard.keys import (
-    AROUND,
-    BOARD_AROUND,
-    BOARD_RANK,
-    BOARD_TOP,
-    DEFAULT_BOARD,
-    RANK,
-    TOP,
-    Keys,
-)
+from leaderboard.keys import DEFAULT_BOARD, Keys
+from leaderboard.read_scripts import AROUND, BOARD_AROUND, BOARD_RANK, BOARD_TOP, RANK, TOP
 from leaderboard.redis_client import REDIS_DOWN, RedisClock, connect
 from leaderboard.serve.pg import Postgres
 from leaderboard.serve.pg_ranks import PostgresRanks
+from leaderboard.serve.season_reads import SeasonReads
 from leaderboard.settings import GLOBAL, Settings
 from leaderboard.shards import Topology
 
 Entry = dict[str, Any]
 WARMING = "warming"
+ARCHIVE_CACHE = 10_000  # archived answers kept per replica (they never change)
 STALE_RERUNS = 2  # live board reads rerun when this replica's clock estimate was a season off
 
 
@@ -107,6 +101,8 @@ class Ranker:
         self._scripts.update({r: by_url[topology.instance[r]] for r in topology.regions
                               if r != GLOBAL})
         self._pg = PostgresRanks(Postgres(settings))
+        self._seasons = SeasonReads(Postgres(settings, max_size=2))
+        self._archive_cache: dict[tuple[ReadRequest, str], Any] = {}
         self._boards = BoardCache(Postgres(settings, max_size=1), self._redis, self._keys)
         self._boards_task: asyncio.Task[None] | None = None
         self.clock = RedisClock()  # for choosing the live season's candidates
@@ -203,6 +199,8 @@ class Ranker:
                 raise Warming("the board is being rebuilt; retry in a second")
             if reply == "board_changed":
                 raise BoardChanged("the board was deleted or created again just now")
+            if reply == "freed":
+                raise SeasonGone()
             if reply[0] in ("early", "stale"):
                 self.clock.observe(int(reply[1]))
                 if fixed:
@@ -219,10 +217,10 @@ class Ranker:
         start, end = board.schedule.bounds(k)
         end_next = None if end is None else board.schedule.bounds(k + 1)[1]
         keys = [key.boards, key.clock, key.epoch, key.warming, cur.board(region), nxt.board(region),
-                cur.user(user_id), nxt.user(user_id)]
+                cur.user(user_id), nxt.user(user_id), key.freed(board.id, board.generation)]
         args = [board.id, board.generation, start, "" if end is None else end,
                 "" if end_next is None else end_next, cur.user(""), nxt.user(""), arg,
-                "1" if fixed else "0"]
+                "1" if fixed else "0", k]
         return keys, args
 
     async def read_many(self, requests: list[ReadRequest]) -> list[Answer]:
@@ -259,10 +257,22 @@ class Ranker:
         raise ValueError(f"unknown read kind {kind!r}")
 
     async def _board_read_of(self, request: ReadRequest) -> Any:
-        kind, region, arg, user_id, board_id, season = request
+        kind, board_id, season = request.kind, request.board, request.season
         board = await self._boards.lookup(board_id)
         if board is None:
             raise NotFound(f"no board {board_id!r}")
+        if season and season <= self._boards.archived(board.id):
+            return await self._archived(request, board)
+        try:
+            answer = await self._board_redis_read(request, board)
+        except SeasonGone:
+            return await self._past(request, board)
+        if season and _empty(kind, answer) and self._ended(board, season):
+            return await self._past(request, board)  # Redis lost it: Postgres has it
+        return answer
+
+    async def _board_redis_read(self, request: ReadRequest, board: Board) -> Any:
+        kind, region, arg, user_id, _, season = request
         k = season or None
         if kind == "top":
             return await self.board_top(board, region, arg, k)
@@ -272,11 +282,42 @@ class Ranker:
             return await self.board_around(board, region, user_id, arg, k)
         raise ValueError(f"unknown read kind {kind!r}")
 
+    def _ended(self, board: Board, season: int) -> bool:
+        end = board.schedule.bounds(season)[1]
+        return end is not None and end <= self.clock.now_us()
+
+    async def _archived(self, request: ReadRequest, board: Board) -> Any:
+        """An archived season's answer: read once, then from memory (archives never change)."""
+        key = (request, board.generation)
+        if key not in self._archive_cache:
+            if len(self._archive_cache) >= ARCHIVE_CACHE:
+                self._archive_cache.clear()
+            self._archive_cache[key] = await self._past(request, board)
+        return self._archive_cache[key]
+
+    async def _past(self, request: ReadRequest, board: Board) -> Any:
+        kind, region, arg, user_id, _, season = request
+        if kind == "top":
+            return await self._seasons.top(board, season, region, arg)
+        if kind == "rank":
+            return await self._seasons.rank(board, season, region, user_id)
+        if kind == "around":
+            return await self._seasons.around(board, season, region, user_id, arg)
+        raise ValueError(f"unknown read kind {kind!r}")
+
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
             return await script(keys=keys, args=args)
         except REDIS_DOWN as exc:
             raise Unavailable("Redis is unreachable") from exc
+
+
+class SeasonGone(Exception):
+    """A past season's keys left Redis (archived): read it from Postgres."""
+
+
+def _empty(kind: str, answer: Any) -> bool:
+    return answer is None or (kind == "top" and answer["total"] == 0)
 
 
 def _default_season(season: int | None) -> int:

@@ -70,6 +70,7 @@ def entry(cmd: WriteCommand, result: WriteResult) -> dict[str, Any]:
         body.update(rank=None, warming=True)
     if cmd.board != "default":  # default's answers stay exactly what they were
         body["season"] = result.season  # ("improved" on best boards: the handler knows them)
+        body["version"] = result.version  # the entry's version: µs on its instance's clock
     return body
 
 

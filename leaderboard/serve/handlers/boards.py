@@ -8,7 +8,7 @@ from typing import Any
 from leaderboard import board_registry
 from leaderboard.boards import DEFAULT, Board, BoardCreate, format_rfc3339
 from leaderboard.errors import Conflict, NotFound, Unavailable
-from leaderboard.models import BoardPath
+from leaderboard.models import BoardPath, SeasonsQuery
 from leaderboard.redis_client import REDIS_DOWN
 from leaderboard.serve.asgi import Call, Reply
 from leaderboard.serve.context import Context
@@ -18,6 +18,10 @@ INSERT INTO boards (id, title, sort_order, operator, reset_seconds, reset_cron, 
                     generation)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (id) DO NOTHING RETURNING id
+"""
+ARCHIVES = """
+SELECT season, entries FROM season_archive WHERE board = $1 AND season < $2
+ORDER BY season DESC LIMIT $3
 """
 TOMBSTONE = """
 UPDATE boards SET deleted_at = now(), rev = nextval('boards_rev')
@@ -104,3 +108,44 @@ async def delete(ctx: Context, call: Call) -> Reply:
     return Reply(204, b"")
 
 
+
+
+async def seasons(ctx: Context, call: Call) -> Reply:
+    """A board's seasons, newest first: the live one, ended ones still in Redis (archiving
+    takes a moment), then the archive. Ended seasons without entries are not listed."""
+    board, query = await _board(ctx, call), call.query
+    assert isinstance(query, SeasonsQuery)
+    current = board.schedule.season_at(await _now_us(ctx))
+    if current is None:
+        return Reply.json({"seasons": []})
+    below = current + 1 if query.before is None else min(query.before, current + 1)
+    archived = int(await ctx.pg.fetchval(
+        "SELECT archived_through FROM boards WHERE id = $1", board.id) or 0)
+    listed = await _live_seasons(ctx, board, current, archived, below)
+    rows = await ctx.pg.fetch(ARCHIVES, board.id, min(below, archived + 1), query.limit)
+    listed += [(int(r["season"]), int(r["entries"])) for r in rows]
+    return Reply.json({"seasons": [_season(board, k, n, current)
+                                   for k, n in listed[:query.limit]]})
+
+
+async def _live_seasons(ctx: Context, board: Board, current: int, archived: int,
+                        below: int) -> list[tuple[int, int]]:
+    """(season, GLOBAL entries) of the seasons Redis holds that are not archived, newest first;
+    the live season always (even empty)."""
+    try:
+        held = {current} if board.id == DEFAULT.id else {
+            int(k) for k in await ctx.redis.smembers(ctx.keys.seasons(board.id, board.generation))
+        } | {current}
+        wanted = sorted((k for k in held if archived < k < below), reverse=True)
+        counts = [int(await ctx.redis.zcard(
+            ctx.keys.season(board.id, board.generation, k).board("GLOBAL"))) for k in wanted]
+    except REDIS_DOWN as exc:
+        raise Unavailable("Redis is unreachable") from exc
+    return [(k, n) for k, n in zip(wanted, counts, strict=True) if n or k == current]
+
+
+def _season(board: Board, number: int, entries: int, current: int) -> dict[str, Any]:
+    started, ended = board.schedule.bounds(number)
+    return {"number": number, "started_at": format_rfc3339(started),
+            "ended_at": None if number == current or ended is None else format_rfc3339(ended),
+            "entries": entries}

@@ -1,0 +1,219 @@
+"""Ending seasons without a request or a cron daemon: run by every shard actor's maintenance loop.
+
+Each round, on the shard's own Redis instance (docs/boards.md, "Rollover"):
+
+1. **Fence**: raise the instance clock to ``F = max(TIME, clock)`` and note each stream's last
+   entry. Every later write there has ``t > F``, so every season ending at or before ``F`` is
+   closed on this instance, whatever any host clock does next.
+2. **Drain mark**: once every stream on the instance has moved past its fence (entries leave a
+   stream only after their Postgres commit), the epoch is unchanged and this shard keeps no
+   unconfirmed write of a closed season, Postgres holds every write made here before ``F``:
+   ``drain_marks(shard) = F``.
+3. **Archive**: with ``W`` the lowest mark over all shards, every season ending at or before
+   ``W`` is complete in Postgres; ``archive.archive`` copies it, exactly once.
+4. **Free**: seasons at or below a board's ``archived_through`` leave this instance's Redis.
+
+All steps are idempotent; any number of shards, restarts and races may run them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from leaderboard import archive
+from leaderboard.board_cache import BoardCache
+from leaderboard.board_purge import entry_order
+from leaderboard.board_registry import bump
+from leaderboard.boards import Board
+from leaderboard.keys import Keys, user_of
+from leaderboard.pipeline.events import BadEvent, board_of
+from leaderboard.recovery import Unstored
+from leaderboard.settings import GLOBAL
+from leaderboard.shards import Topology
+
+log = logging.getLogger(__name__)
+
+MARK_EVERY_S = 5.0  # a mark also moves this often when no season ended (idle boards)
+FREE_CHUNK = 1000
+
+# KEYS: clock, epoch, warming, then the streams on the instance.
+# Returns {F, epoch or '', warming 0/1, last entry id of each stream ('' when empty)}.
+FENCE = """
+local now = redis.call('TIME')
+local f = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local c = tonumber(redis.call('GET', KEYS[1]) or '0')
+if c > f then f = c end
+redis.call('SET', KEYS[1], string.format('%d', f))
+local out = {string.format('%d', f), redis.call('GET', KEYS[2]) or '',
+             redis.call('EXISTS', KEYS[3])}
+for i = 4, #KEYS do
+  local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+  out[#out + 1] = last[1] and last[1][1] or ''
+end
+return out
+"""
+
+# KEYS: freed. ARGV: season. Raise the freed mark (never lower it).
+RAISE_FREED = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
+return cur
+"""
+
+
+@dataclass(frozen=True)
+class Fence:
+    at: int  # F, µs on the instance's clock
+    epoch: str
+    warming: bool
+    last: dict[str, str]  # stream -> last entry id at the fence ('' when empty)
+
+
+class Rollover:
+    """One shard's part of ending seasons: fence, mark, archive, free (``tick`` each round)."""
+
+    def __init__(self, redis: aioredis.Redis, main: aioredis.Redis, keys: Keys, shard: str,
+                 topology: Topology, unstored: Unstored, cache: BoardCache,
+                 instances: dict[str, aioredis.Redis] | None = None) -> None:
+        self._redis, self._main, self._keys = redis, main, keys
+        self._instances = instances or {topology.url_of_shard(shard): redis}
+        self._shard, self._topology = shard, topology
+        self._url = topology.url_of_shard(shard)
+        self._streams = [keys.stream(s) for s in topology.shards_on(self._url)]
+        self._unstored, self._cache = unstored, cache
+        self._fence = redis.register_script(FENCE)
+        self._raise_freed = redis.register_script(RAISE_FREED)
+        self._marked, self._marked_at = 0, 0.0
+        self._freed: dict[tuple[str, str], int] = {}  # (board, generation) -> seasons freed here
+        regions = [r for r in topology.regions if r != GLOBAL and topology.instance[r] == self._url]
+        self._zsets = [*([GLOBAL] if self._url == topology.global_url else []), *regions]
+
+    async def tick(self, pg: asyncpg.Pool) -> None:
+        boards = [b for b in self._cache.all() if b.resets]
+        if not boards:
+            return
+        fence = await self.fence()
+        if await self._may_mark(fence, boards):
+            await archive.mark(pg, self._shard, fence.at)
+            self._marked, self._marked_at = fence.at, time.monotonic()
+            await self.archive_ready(pg, boards)
+        await self.free(boards)
+
+    async def fence(self) -> Fence:
+        k = self._keys
+        reply = await self._fence(keys=[k.clock, k.epoch, k.warming, *self._streams])
+        return Fence(int(reply[0]), str(reply[1]), int(reply[2]) == 1,
+                     dict(zip(self._streams, map(str, reply[3:]), strict=True)))
+
+    async def _may_mark(self, fence: Fence, boards: list[Board]) -> bool:
+        """Whether a new mark is due (a season ended since the last, or it is old) and true."""
+        due = time.monotonic() - self._marked_at >= MARK_EVERY_S or any(
+            _ended_between(b, self._marked, fence.at) for b in boards)
+        if not due or fence.warming or not fence.epoch:
+            return False
+        if self._holds_closed(fence.at):
+            return False
+        return await self._drained(fence) and await self._redis.get(self._keys.epoch) == \
+            fence.epoch
+
+    def _holds_closed(self, f: int) -> bool:
+        """Whether this shard keeps an unconfirmed write of a season that ended by ``f``."""
+        for event in self._unstored.events():
+            board = self._cache.get(event.board)
+            if board is not None and board.resets:
+                end = board.schedule.bounds(event.season)[1]
+                if end is not None and end <= f:
+                    return True
+        return False
+
+    async def _drained(self, fence: Fence) -> bool:
+        """Whether every stream's oldest entry lies past its fence (or the stream is empty)."""
+        for stream, last in fence.last.items():
+            if not last:
+                continue
+            first = await self._redis.xrange(stream, "-", "+", count=1)
+            if first and entry_order(str(first[0][0])) <= entry_order(last):
+                return False
+        return True
+
+    async def archive_ready(self, pg: asyncpg.Pool, boards: list[Board]) -> int:
+        """Archive every season that ended by W; returns how many boards moved."""
+        w = await archive.drained_through(pg, self._topology.all_shards())
+        if w is None:
+            return 0
+        moved = 0
+        blocked = await self.dead_lettered()
+        for board in boards:
+            through = archive.archivable(board, self._cache.archived(board.id), w)
+            held = [s for b, s in blocked if b == board.id and s <= through]
+            if held:  # Postgres refused a write of that season: publishing it would lose it
+                log.warning("board %s: season %d not archived: a write of it is in a dead-letter "
+                            "stream (scripts/reconcile, then remove the dead letter)",
+                            board.id, min(held))
+                through = min(held) - 1 if min(held) - 1 > self._cache.archived(board.id) else 0
+            if through and await archive.archive(pg, board, through):
+                moved += 1
+                log.info("board %s: archived through season %d", board.id, through)
+        if moved:
+            await bump(self._main, self._keys)
+            await self._cache.refresh()
+        return moved
+
+    async def dead_lettered(self) -> set[tuple[str, int]]:
+        """(board, season) of every dead-lettered write, on every instance."""
+        found: set[tuple[str, int]] = set()
+        for shard in self._topology.all_shards():
+            redis = self._instances.get(self._topology.url_of_shard(shard))
+            if redis is None:
+                continue
+            for _, fields in await redis.xrange(self._keys.dead(shard)) or []:
+                try:
+                    found.add(board_of({str(k): str(v) for k, v in (fields or {}).items()}))
+                except BadEvent:
+                    continue  # not an event of ours at all: nothing to hold back
+        return found
+
+    async def free(self, boards: list[Board]) -> None:
+        """Remove archived seasons' keys from this instance."""
+        for board in boards:
+            done = self._cache.archived(board.id)
+            slot = (board.id, board.generation)
+            if done > self._freed.get(slot, 0):
+                await self.free_board(board, done)
+                self._freed[slot] = done
+
+    async def free_board(self, board: Board, through: int) -> None:
+        k = self._keys
+        seasons_key = k.seasons(board.id, board.generation)
+        await self._raise_freed(keys=[k.freed(board.id, board.generation)], args=[through])
+        for season in sorted(int(s) for s in await self._redis.smembers(seasons_key)):
+            if season <= through:
+                await self._free_season(k.season(board.id, board.generation, season).prefix,
+                                        board.id, season)
+                await self._redis.srem(seasons_key, season)
+
+    async def _free_season(self, prefix: str, board_id: str, season: int) -> None:
+        r = self._redis
+        zsets = [f"{prefix}board:{z}" for z in self._zsets]
+        for zset in zsets:
+            while members := await r.zrange(zset, 0, FREE_CHUNK - 1):
+                async with r.pipeline(transaction=False) as pipe:
+                    pipe.unlink(*(f"{prefix}user:{user_of(str(m))}" for m in members))
+                    pipe.zrem(zset, *members)
+                    await pipe.execute()
+        await r.unlink(*zsets)
+        log.info("board %s season %d: keys freed on %s", board_id, season, self._shard)
+
+
+def _ended_between(board: Board, after: int, upto: int) -> bool:
+    """Whether a season of ``board`` ended in ``(after, upto]``."""
+    k = board.schedule.season_at(upto)
+    if k is None or k == 1:
+        return False
+    return board.schedule.bounds(k)[0] > after
+
