@@ -209,7 +209,7 @@ class Settings(StoreSettings):
     placement_label: str = Field("region", alias="PLACEMENT_LABEL")
 
     live_heartbeat_s: float = Field(15.0, gt=0, le=300, alias="LIVE_HEARTBEAT_S")
-    live_max_watchers: int = Field(4000, ge=0, alias="LIVE_MAX_WATCHERS")  # per gateway replica
+    live_max_watchers: int = Field(3000, ge=0, alias="LIVE_MAX_WATCHERS")  # per gateway replica
 
     @field_validator("jwt_secret")
     @classmethod
