@@ -164,6 +164,11 @@ class LiveHub:
     def full(self) -> bool:
         return self.watchers >= self.max_watchers
 
+    def stats(self) -> dict[str, int]:
+        """Open streams, views and feeds of this process."""
+        return {"watchers": self.watchers, "feeds": len(self.feeds),
+                "views": sum(len(f.views) for f in self.feeds.values())}
+
     async def snapshot(self, key: ViewKey) -> bytes:
         """The view's event body now: ``{"board", "top", "me"}`` (``me``: null without a user,
         or when the user is not on the board)."""

@@ -151,3 +151,25 @@ async def test_season_rollover_sends_the_new_empty_view(client: httpx.AsyncClien
     assert nxt.data["top"]["season"] == written + 1
     assert nxt.data["top"]["entries"] == [] and nxt.data["top"]["total"] == 0
     assert after.data["top"]["season"] == written + 2  # and the next boundary too
+
+
+async def live_stats(client: httpx.AsyncClient) -> dict[str, int]:
+    return dict((await client.get("/health")).json()["live"])
+
+
+async def test_a_client_leaving_frees_its_place(client: httpx.AsyncClient,
+                                                service: Service) -> None:
+    """Through HAProxy and Serve, a closed connection ends the stream on the replica."""
+    bid = await new_board(client, service)
+    before = (await live_stats(client))["watchers"]
+    async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as other:
+        async with live(other, bid, limit=3) as a, live(other, bid, limit=3) as b, \
+                live(other, bid, limit=4, user_id="nobody") as c:
+            for stream in (a, b, c):
+                assert (await stream.next()).data["me"] is None
+            stats = await live_stats(client)
+            assert stats["watchers"] == before + 3 and stats["views"] >= 2
+    deadline = time.monotonic() + 10
+    while (await live_stats(client))["watchers"] != before:
+        assert time.monotonic() < deadline, "closed streams still held"
+        await asyncio.sleep(0.2)

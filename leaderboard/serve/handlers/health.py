@@ -26,6 +26,7 @@ async def health(ctx: Context, _: Call) -> Reply:
         "warming": any(st.warming for st in states),
         "backlog": {k: v for st in states for k, v in st.backlog.items()},
         "dead_letters": {k: v for st in states for k, v in st.dead.items()},
+        "live": ctx.live.stats(),  # this replica's streams (docs/live.md)
     }
     if len(states) > 1:
         body["redis_instances"] = {redacted(url): st.state
