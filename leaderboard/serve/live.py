@@ -22,8 +22,8 @@ from typing import Any
 from pydantic_core import to_json
 
 from leaderboard.boards import Board
-from leaderboard.errors import LeaderboardError, Unavailable
-from leaderboard.redis_client import REDIS_DOWN, connect
+from leaderboard.errors import LeaderboardError, NotFound
+from leaderboard.redis_client import connect
 from leaderboard.serve.ranking import ReadRequest
 from leaderboard.settings import GLOBAL
 
@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 MIN_GAP_S = 0.1  # at most 10 reads, so 10 events, a second per view
 POLL_S = 5.0  # a read without a signal: a lost signal is not a stale view for long
 BOUNDARY_SLACK_S = 0.05  # read a moment after a season ends, not a moment before
+FRESH_SEASON_US, FRESH_SEASON_POLL_S = 2_000_000, 0.5  # reads in a season's first 2 s
 AROUND_SPAN = 2
+
+GONE = b"event: gone\n"  # the board was deleted: the stream ends after saying so
 
 Read = Callable[[ReadRequest], Awaitable[bytes | None]]
 Lookup = Callable[[str], Board | None]
@@ -129,7 +132,9 @@ class Feed:
         season = board.schedule.season_at(now)
         if season is None:
             return min(POLL_S, (board.start_us - now) / 1e6 + BOUNDARY_SLACK_S)
-        end = board.schedule.bounds(season)[1]
+        started, end = board.schedule.bounds(season)
+        if now - started < FRESH_SEASON_US:  # Redis's clock may lag this host's: look again
+            return FRESH_SEASON_POLL_S
         return POLL_S if end is None else min(POLL_S, (end - now) / 1e6 + BOUNDARY_SLACK_S)
 
     async def _refresh(self) -> None:
@@ -139,8 +144,9 @@ class Feed:
                                       return_exceptions=True)
         for view, body in zip(views, bodies, strict=True):
             if isinstance(body, LeaderboardError):  # e.g. warming: said, and read again later
-                view.publish(b"event: problem\ndata: " + to_json(
-                    {"board": view.key.board, **body.body()}))
+                kind = b"gone" if type(body) is NotFound else b"problem"
+                view.publish(b"event: %s\ndata: %s" % (kind, to_json(
+                    {"board": view.key.board, **body.body()})))
             elif isinstance(body, BaseException):
                 log.warning("live view %s: read failed: %r", view.key, body)
             else:
@@ -200,6 +206,8 @@ class LiveHub:
                     item = watcher.take() or item
                 sent = time.monotonic()
                 yield b"id: %d\n%s\n\n" % item
+                if item[1].startswith(GONE):  # a reconnect would be a 404
+                    return
         finally:
             self._leave(key, watcher)
 
@@ -257,7 +265,9 @@ class LiveHub:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self.signal(str(message["data"]))
-            except (*REDIS_DOWN, Unavailable) as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away (or a bug): feeds poll until it is back
                 log.warning("live: subscription lost, again in 1 s: %r", exc)
                 await asyncio.sleep(1.0)
             finally:

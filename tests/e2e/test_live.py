@@ -7,10 +7,11 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import Service, register, uid
 from tests.e2e.live_client import Event, EventStream, live
-from tests.e2e.test_boards import board_id, create, submit
+from tests.e2e.test_boards import admin, board_id, create, submit
 
 
 async def players(client: httpx.AsyncClient, bid: str, scores: list[int],
@@ -173,3 +174,16 @@ async def test_a_client_leaving_frees_its_place(client: httpx.AsyncClient,
     while (await live_stats(client))["watchers"] != before:
         assert time.monotonic() < deadline, "closed streams still held"
         await asyncio.sleep(0.2)
+
+
+async def test_a_deleted_board_ends_its_streams(client: httpx.AsyncClient,
+                                                service: Service) -> None:
+    bid = await new_board(client, service)
+    async with live(client, bid) as stream:
+        await stream.next()
+        r = await client.delete(f"/boards/{bid}", headers=admin(service))
+        assert r.status_code == 204
+        gone = await stream.next(timeout=10)  # the feeds' own read comes within 5 s
+        assert gone.event == "gone" and gone.data["error"] == "not_found"
+        with pytest.raises(EOFError):
+            await stream.next()

@@ -144,7 +144,13 @@ function startLive() {
   source.addEventListener("problem", (event) => {
     $("status").textContent = JSON.parse(event.data).detail;
   });
-  source.onerror = () => { $("status").textContent = "reconnecting…"; };
+  source.addEventListener("gone", () => {
+    stopLive();
+    $("status").textContent = "this board was deleted";
+  });
+  source.onerror = () => {
+    $("status").textContent = source.readyState === EventSource.CLOSED ? "disconnected" : "reconnecting…";
+  };
 }
 
 async function showArchive() {
