@@ -237,6 +237,7 @@ async def phase(base: str, tokens: list[str], args: argparse.Namespace, watched:
     print(f"busiest processes, watchers={watched}: " + ", ".join(
         f"{name} {pc:.0f}%" for pc, name in top_cpu(everyone)), flush=True)
     elapsed = time.monotonic() - t0
+    live = httpx.get(f"{base}/health", timeout=30).json()["live"]
     if watchers is not None:
         conn.send("stop")
         seen, rate = conn.recv()
@@ -249,7 +250,8 @@ async def phase(base: str, tokens: list[str], args: argparse.Namespace, watched:
             "watchers' client CPU %": cpu[-1] if watched else None,
             "write→event p50 ms": pct(lat, 0.5) if watched else None,
             "write→event p99 ms": pct(lat, 0.99) if watched else None,
-            "events/watcher/s": rate}
+            "events/watcher/s": rate,
+            "view reads/s (all views)": live["view_reads"] / elapsed if watched else None}
 
 
 def main() -> None:

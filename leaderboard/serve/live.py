@@ -171,9 +171,10 @@ class LiveHub:
         return self.watchers >= self.max_watchers
 
     def stats(self) -> dict[str, int]:
-        """Open streams, views and feeds of this process."""
+        """Open streams, views and feeds of this process, and how often those feeds read."""
         return {"watchers": self.watchers, "feeds": len(self.feeds),
-                "views": sum(len(f.views) for f in self.feeds.values())}
+                "views": sum(len(f.views) for f in self.feeds.values()),
+                "view_reads": sum(f.reads for f in self.feeds.values())}  # of the open feeds
 
     async def snapshot(self, key: ViewKey) -> bytes:
         """The view's event body now: ``{"board", "top", "me"}`` (``me``: null without a user,
