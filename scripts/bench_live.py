@@ -237,7 +237,7 @@ async def phase(base: str, tokens: list[str], args: argparse.Namespace, watched:
     print(f"busiest processes, watchers={watched}: " + ", ".join(
         f"{name} {pc:.0f}%" for pc, name in top_cpu(everyone)), flush=True)
     elapsed = time.monotonic() - t0
-    live = httpx.get(f"{base}/health", timeout=30).json()["live"]
+    live = json.loads((await RawHttp().request("GET", "/health"))[1])["live"]
     if watchers is not None:
         conn.send("stop")
         seen, rate = conn.recv()
