@@ -187,3 +187,34 @@ async def test_a_deleted_board_ends_its_streams(client: httpx.AsyncClient,
         assert gone.event == "gone" and gone.data["error"] == "not_found"
         with pytest.raises(EOFError):
             await stream.next()
+
+
+@pytest.fixture(scope="module")
+def capped(service: Service) -> Service:
+    """A small app whose gateway holds at most two streams."""
+    from leaderboard.pipeline.db import ensure_database
+    from tests.e2e.conftest import deploy, s_db
+
+    s = service.settings.model_copy(update={
+        "board": "cap", "regions": "GLOBAL,EU", "writer_pool_size": 1,
+        "live_max_watchers": 2, "pgdatabase": s_db(service, "cap")})
+    asyncio.run(ensure_database(s))
+    return deploy(s, "capped", "/cap")
+
+
+async def test_a_full_replica_refuses_streams_not_requests(capped: Service) -> None:
+    async with httpx.AsyncClient(base_url=capped.base_url, timeout=30) as c:
+        async with live(c, "default") as a, live(c, "default", region="EU") as b:
+            await a.next()
+            await b.next()
+            r = await c.get("/boards/default/live")
+            assert r.status_code == 503 and r.json()["error"] == "unavailable"
+            assert r.headers["retry-after"] == "1"
+            assert (await c.get("/boards/default/top")).status_code == 200
+        deadline = time.monotonic() + 10
+        while True:  # the two places are free again once the streams are closed
+            async with c.stream("GET", "/boards/default/live") as r:
+                if r.status_code == 200:
+                    break
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
