@@ -218,3 +218,13 @@ async def test_a_full_replica_refuses_streams_not_requests(capped: Service) -> N
                     break
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
+
+
+async def test_the_page_knows_where_it_is_mounted(capped: Service) -> None:
+    async with httpx.AsyncClient(base_url=capped.base_url, timeout=30) as c:
+        page = await c.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert 'src="/cap/static/app.js"' in page.text and 'data-regions="GLOBAL,EU"' in page.text
+        script = await c.get("/static/app.js")
+        assert script.status_code == 200 and "EventSource" in script.text
+        assert (await c.get("/static/nothing.js")).status_code == 404
