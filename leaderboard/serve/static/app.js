@@ -284,7 +284,8 @@ async function submitScore(event) {
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${state.token}` },
     });
     const rank = entry.rank ? `rank ${entry.rank}` : "saved";
-    const season = entry.season ? ` (season ${entry.season})` : "";
+    const season = (entry.season ? ` (season ${entry.season})` : "")
+      + (entry.improved === false ? "; your best stands" : "");
     $("play-result").textContent = `Score ${entry.score.toLocaleString()}: ${rank}${season}`;
   } catch (error) {
     if (error.status === 401) signedIn(null, null);
