@@ -5,41 +5,103 @@ script, in the same micro-batch (the fast path, which also gives the write its G
 The writers fold every event of such a shard's stream again before acknowledging it (the safety
 net), so an event leaves its stream only once Postgres *and* GLOBAL hold it. Both go through one
 version-guarded script, so a second application is a no-op.
+
+Every board folds: each event goes to its board's season (prefix, sort key by the board's
+order), and one call may mix boards (``Targets``). GLOBAL's registry decides whether a board's
+events still fold (docs/boards.md, "Stream events and the writers").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 
-from leaderboard.keys import FOLD_GLOBAL, FOLD_LAG_BUCKETS_US, Keys
-from leaderboard.settings import GLOBAL
+from leaderboard.apply_scripts import FOLD_GLOBAL, FOLD_LAG_BUCKETS_US
+from leaderboard.boards import DEFAULT, Board
+from leaderboard.keys import DEFAULT_BOARD, Keys
+from leaderboard.pipeline.events import StoredEvent
+from leaderboard.targets import Targets
 
-# user_id, name, region, score, version, reached, ts (a StoredEvent's further fields are unused)
-FoldRow = Sequence[str | int]
+# what FOLD_GLOBAL answers instead of a 0-based rank
+WARMING = -1  # folded, but GLOBAL is warming: no rank yet
+DROPPED = -2  # not folded: the board was deleted or created again, or the season freed there
+DEFERRED = -3  # not folded: GLOBAL's instance does not know the board (yet); fold it again later
+
+AsyncBoardLookup = Callable[[str], Awaitable[Board | None]]
+
+
+class FoldEvent(NamedTuple):
+    """One write to fold: a fold row (its first seven fields), its board and season."""
+
+    user_id: str
+    name: str
+    region: str
+    score: int
+    version: int
+    reached: int
+    ts: int
+    board: Board = DEFAULT
+    season: int = 1
+
+
+class FoldDeferred(Exception):
+    """GLOBAL's instance lacks a board the writers' events belong to: keep them, fold later."""
+
+
+async def _no_boards(board_id: str) -> Board | None:
+    return None
 
 
 class GlobalFold:
-    """Applies events to GLOBAL on GLOBAL's instance and returns the users' GLOBAL ranks."""
+    """Applies events to GLOBAL on GLOBAL's instance and returns the users' GLOBAL ranks.
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    ``boards`` looks up the boards of stream events (the writers' board cache); without it only
+    board default's events are folded by ``apply_stored``.
+    """
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys,
+                 boards: AsyncBoardLookup = _no_boards) -> None:
         self._keys = keys
+        self._boards = boards
         self._script = redis.register_script(FOLD_GLOBAL)
 
-    async def apply(self, rows: list[FoldRow], source: str) -> list[int]:
-        """Fold the rows (in order); per row the 0-based GLOBAL rank afterwards, -1 if unknown."""
+    async def apply(self, rows: Sequence[FoldEvent], source: str) -> list[int]:
+        """Fold the rows (in order; boards and seasons mixed); per row the 0-based GLOBAL rank
+        afterwards, or ``WARMING``, ``DROPPED``, ``DEFERRED``."""
         if not rows:
             return []
         k = self._keys
-        args: list[str | int] = [k.prefix, source]
+        targets = Targets(k)
+        events: list[str | int] = []
         for row in rows:
-            args.extend(row[:7])
+            events += [targets.index(row.board, row.season), *row[:7]]
         reply = await self._script(
-            keys=[k.board(GLOBAL), k.clock, k.epoch, k.warming, k.fold_stats], args=args)
-        return [-1 if r is None else int(r) for r in reply]
+            keys=[k.clock, k.epoch, k.warming, k.fold_stats, k.boards],
+            args=[source, *targets.args(), *events])
+        return [WARMING if r is None else int(r) for r in reply]
+
+    async def apply_stored(self, events: Sequence[StoredEvent], source: str) -> int:
+        """Fold events read from a stream; returns how many were folded or already there.
+
+        An event of a board the cache no longer has (deleted: its keys are purged once the
+        streams drained) is left out. Raises ``FoldDeferred`` when GLOBAL's instance does not
+        know one of the boards yet, so the caller keeps the events and tries again.
+        """
+        boards: dict[str, Board | None] = {DEFAULT_BOARD: DEFAULT}
+        rows = []
+        for e in events:
+            if e.board not in boards:
+                boards[e.board] = await self._boards(e.board)
+            board = boards[e.board]
+            if board is not None:
+                rows.append(FoldEvent(*e[:7], board, e.season))
+        ranks = await self.apply(rows, source)
+        if DEFERRED in ranks:
+            raise FoldDeferred("GLOBAL's instance does not know a board of these events yet")
+        return sum(1 for r in ranks if r != DROPPED)
 
 
 @dataclass(frozen=True)

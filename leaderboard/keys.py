@@ -35,6 +35,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# the scripts that apply stored events moved to apply_scripts; still importable from here
+from leaderboard.apply_scripts import ACK_DELETE as ACK_DELETE
+from leaderboard.apply_scripts import FOLD_GLOBAL as FOLD_GLOBAL
+from leaderboard.apply_scripts import FOLD_LAG_BUCKETS_US as FOLD_LAG_BUCKETS_US
+from leaderboard.apply_scripts import RESTORE as RESTORE
+
 MEMBER_PREFIX_LEN = 16
 MAX_VERSION = 2**53 - 1
 WRITERS_GROUP = "writers"
@@ -352,116 +358,4 @@ for i, key in ipairs(KEYS) do
   take(key, have[i], tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i]), now)
 end
 return {1, math.floor(have[1] - 1)}
-"""
-
-# Shared Lua helper: apply one event where the instance has no newer version of the user.
-# boards: 'g' the GLOBAL board, 'r' the region's board, 'gr' both (what this instance holds).
-_APPLY = """
-local function apply(prefix, global, boards, uid, name, region, score, version, reached, ts)
-  local g, r = string.find(boards, 'g', 1, true), string.find(boards, 'r', 1, true)
-  local hkey = prefix .. 'user:' .. uid
-  local cur = redis.call('HMGET', hkey, 'version', 'member', 'region')
-  if cur[1] and tonumber(cur[1]) >= tonumber(version) then return false end
-  if cur[2] then
-    if g then redis.call('ZREM', global, cur[2]) end
-    if r then redis.call('ZREM', prefix .. 'board:' .. cur[3], cur[2]) end
-  end
-  local member = string.format('%016d', 9007199254740991 - tonumber(reached)) .. uid
-  if g then redis.call('ZADD', global, score, member) end
-  if r and region ~= 'GLOBAL' then redis.call('ZADD', prefix .. 'board:' .. region, score, member) end
-  redis.call('HSET', hkey, 'name', name, 'region', region, 'score', score, 'version', version,
-    'reached', reached, 'member', member, 'updated_at', ts)
-  return true
-end
-local function raise_clock(clock, v)
-  if v > tonumber(redis.call('GET', clock) or '0') then
-    redis.call('SET', clock, string.format('%d', v))
-  end
-end
-"""
-
-# Put events back (a rebuild from Postgres, or a shard's events not yet stored there) without
-# ever overwriting a newer version of the same user.
-RESTORE = _APPLY + """
--- KEYS: 1 GLOBAL board, 2 clock, 3 stream (used when ARGV[2] == '1')
--- ARGV: 1 key prefix ('lb:B:'), 2 '1' to append each applied event to the stream again,
---       then 8 fields per event: user_id, name, region, score, version, reached, ts, boards
--- Returns the number of events applied.
-local prefix, applied, maxv = ARGV[1], 0, 0
-for i = 3, #ARGV, 8 do
-  local uid, name, region = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local score, version, reached, ts = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  if tonumber(version) > maxv then maxv = tonumber(version) end
-  if apply(prefix, KEYS[1], ARGV[i + 7], uid, name, region, score, version, reached, ts) then
-    if ARGV[2] == '1' then
-      redis.call('XADD', KEYS[3], '*', 'e', score .. ' ' .. version .. ' ' .. reached .. ' ' ..
-        ts .. ' ' .. region .. ' ' .. uid .. ' ' .. name)
-    end
-    applied = applied + 1
-  end
-end
-raise_clock(KEYS[2], maxv)
-return applied
-"""
-
-# Acknowledge and delete a writer's stored entries. The IDs travel as ONE space-separated
-# argument: encoding a thousand separate arguments costs the writer more than the upsert.
-ACK_DELETE = """
--- KEYS: 1 stream; ARGV: 1 group, 2 entry IDs separated by spaces. Returns the number acked.
-local ids = {}
-for id in string.gmatch(ARGV[2], '%S+') do ids[#ids + 1] = id end
-local acked = 0
-for i = 1, #ids, 500 do
-  local last = math.min(i + 499, #ids)
-  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids, i, last))
-  redis.call('XDEL', KEYS[1], unpack(ids, i, last))
-end
-return acked
-"""
-
-# Upper bounds (µs) of the GLOBAL fold-lag histogram kept in lb:B:fold (the last is +inf).
-FOLD_LAG_BUCKETS_US = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
-
-# Writes of a region on another Redis instance, folded into GLOBAL on GLOBAL's instance: by the
-# shard right after its write (source 'fast'), and again by the writers before they acknowledge
-# the event (source 'net', the safety net). Version-guarded, so applying an event twice is a no-op.
-FOLD_GLOBAL = _APPLY + """
--- KEYS: 1 GLOBAL board, 2 clock, 3 epoch, 4 warming, 5 fold statistics hash
--- ARGV: 1 key prefix, 2 source ('fast' | 'net'),
---       then 7 fields per event: user_id, name, region, score, version, reached, ts
--- Returns per event the user's 0-based GLOBAL rank after the fold (-1 while GLOBAL is warming).
--- Each applied event adds its lag (this instance's TIME - the event's version, in µs) to the
--- histogram in KEYS[5]: fields le_1000 ... le_10000000, le_inf, max_us, last_us, applied_<source>.
-local prefix, maxv, out = ARGV[1], 0, {}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local warm = redis.call('EXISTS', KEYS[3]) == 0 or redis.call('EXISTS', KEYS[4]) == 1
-local bounds = {1000, 10000, 100000, 1000000, 10000000}
-for i = 3, #ARGV, 7 do
-  local uid, version = ARGV[i], tonumber(ARGV[i + 4])
-  if version > maxv then maxv = version end
-  if apply(prefix, KEYS[1], 'g', uid, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
-           ARGV[i + 5], ARGV[i + 6]) then
-    local lag = now - version
-    if lag < 0 then lag = 0 end
-    local field = 'le_inf'
-    for _, b in ipairs(bounds) do
-      if lag <= b then field = 'le_' .. b; break end
-    end
-    redis.call('HINCRBY', KEYS[5], field, 1)
-    redis.call('HINCRBY', KEYS[5], 'applied_' .. ARGV[2], 1)
-    redis.call('HSET', KEYS[5], 'last_us', string.format('%d', lag))
-    if lag > tonumber(redis.call('HGET', KEYS[5], 'max_us') or '0') then
-      redis.call('HSET', KEYS[5], 'max_us', string.format('%d', lag))
-    end
-  end
-  local rank = -1
-  if not warm then
-    local member = redis.call('HGET', prefix .. 'user:' .. uid, 'member')
-    rank = redis.call('ZREVRANK', KEYS[1], member)
-  end
-  out[#out + 1] = rank
-end
-raise_clock(KEYS[2], maxv)
-return out
 """

@@ -119,12 +119,25 @@ class RankEntry(BaseModel):
     season: int | None = None
     version: int | None = None
     improved: bool | None = None
+    total: int | None = None  # rank reads: entries on the board (of the region)
+    percentile: float | None = None  # rank reads: share ranked strictly below, 0-100
+    gap_to_next: int | None = None  # rank reads: score change to pass the entry above
+
+
+class RanksResponse(BaseModel):
+    """Friends' ranks: the listed users on the board in rank order, and the ids not on it."""
+
+    region: str
+    entries: list[RankEntry]
+    missing: list[str]
+    season: int | None = None
 
 
 class TopResponse(BaseModel):
     region: str
     entries: list[RankEntry]
     total: int
+    next: str | None = None  # the cursor of the next page; null on the last page
     warming: bool | None = None
     season: int | None = None  # on /boards/{board}/... paths
 
@@ -133,6 +146,7 @@ class AroundResponse(BaseModel):
     region: str
     self: RankEntry
     around: list[RankEntry]
+    total: int | None = None
     warming: bool | None = None
     season: int | None = None
 
@@ -167,6 +181,8 @@ class HealthResponse(BaseModel):
     warming: bool
     backlog: dict[str, int]
     dead_letters: dict[str, int]
+    # ended seasons held back from their archive by a dead-lettered write (only when any)
+    archive_blocked: list[dict[str, Any]] | None = None
 
 
 class SeasonInfo(BaseModel):
@@ -224,6 +240,19 @@ class RegionQuery(BaseModel):
 
 class TopQuery(RegionQuery):
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    cursor: Annotated[str | None, Field(min_length=1, max_length=400)] = None  # a page's "next"
+    from_rank: Annotated[int | None, Field(ge=1, le=10_000_000)] = None  # or: start at a rank
+
+
+UserIdList = Annotated[str, Field(min_length=1, max_length=100 * 65,
+                                  pattern=r"^[A-Za-z0-9_.-]{1,64}(,[A-Za-z0-9_.-]{1,64}){0,99}$")]
+
+
+class RanksQuery(RegionQuery):
+    user_ids: UserIdList  # 1-100 ids, comma-separated (duplicates count once)
+
+    def ids(self) -> list[str]:
+        return list(dict.fromkeys(self.user_ids.split(",")))
 
 
 class AroundQuery(RegionQuery):
@@ -238,6 +267,10 @@ class BoardRegionQuery(RegionQuery):
 
 
 class BoardTopQuery(TopQuery):
+    season: SeasonParam = None
+
+
+class BoardRanksQuery(RanksQuery):
     season: SeasonParam = None
 
 

@@ -8,7 +8,8 @@ from functools import partial
 import asyncpg
 import redis.asyncio as aioredis
 
-from leaderboard.keys import Keys
+from leaderboard.boards import DEFAULT, Board
+from leaderboard.keys import Keys, SeasonKeys
 from leaderboard.models import ScoreEvent
 from leaderboard.pipeline.writer import upsert
 from leaderboard.recovery import Boards, Row, all_boards, durable_rows, restore
@@ -46,16 +47,19 @@ class Report:
 
 
 async def reconcile_all(
-    topology: Topology, pg: asyncpg.Pool, keys: Keys, *, dry_run: bool = False
+    topology: Topology, pg: asyncpg.Pool, keys: Keys, *, dry_run: bool = False,
+    board: Board = DEFAULT, season: int = 1,
 ) -> Report:
-    """Every Redis instance against Postgres, each for the boards it holds."""
+    """Every Redis instance against Postgres, each for the boards it holds, for one board's
+    season (board ``default``'s by default)."""
     report = Report()
     in_postgres = 0
     for url in topology.urls():
         redis = connect(url)
         try:
             await reconcile(redis, pg, keys, dry_run=dry_run,
-                            boards=partial(topology.boards_on, url), report=report)
+                            boards=partial(topology.boards_on, url), report=report,
+                            board=board, season=season)
         finally:
             await redis.aclose()
         in_postgres = in_postgres or report.users_in_postgres  # each pass reads every row
@@ -63,42 +67,62 @@ async def reconcile_all(
     return report
 
 
+@dataclass(frozen=True)
+class Scope:
+    """One board's season on one instance: its keys, and what the instance holds of it."""
+
+    keys: Keys
+    board: Board
+    season: int
+    boards: Boards
+
+    @property
+    def names(self) -> Keys | SeasonKeys:
+        """Key names of the season (board default: the namespace's own ``board:``/``user:``)."""
+        if self.board.id == DEFAULT.id:
+            return self.keys
+        return self.keys.season(self.board.id, self.board.generation, self.season)
+
+
 async def reconcile(
     redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, *, dry_run: bool = False,
-    boards: Boards = all_boards, report: Report | None = None,
+    boards: Boards = all_boards, report: Report | None = None, board: Board = DEFAULT,
+    season: int = 1,
 ) -> Report:
     """One instance against Postgres; ``boards(region)`` says what it holds of each region."""
     report = report or Report()
-    await _postgres_side(redis, pg, keys, report, dry_run, boards)
-    await _redis_side(redis, pg, keys, report, dry_run, boards)
+    scope = Scope(keys, board, season, boards)
+    await _postgres_side(redis, pg, scope, report, dry_run)
+    await _redis_side(redis, pg, scope, report, dry_run)
     return report
 
 
 async def _postgres_side(
-    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, report: Report, dry_run: bool,
-    boards: Boards,
+    redis: aioredis.Redis, pg: asyncpg.Pool, scope: Scope, report: Report, dry_run: bool,
 ) -> None:
     """Rows whose Redis copy is missing or older: restore them (version-guarded)."""
-    async for chunk in durable_rows(pg, CHUNK):
+    boards = scope.boards
+    async for chunk in durable_rows(pg, CHUNK, scope.board.id, scope.season):
         report.users_in_postgres += len(chunk)
         rows = [r for r in chunk if boards(r["region"])]
         async with redis.pipeline(transaction=False) as pipe:
             for r in rows:
-                pipe.hget(keys.user(r["user_id"]), "version")
+                pipe.hget(scope.names.user(r["user_id"]), "version")
             versions = await pipe.execute()
         stale: list[Row] = [tuple(r) for r, v in zip(rows, versions, strict=True)
                             if v is None or int(v) < r["version"]]
         report.redis_behind += [str(r[0]) for r in stale]
         if stale and not dry_run:
-            await restore(redis, keys, stale, boards=boards)
+            await restore(redis, scope.keys, stale, boards=boards, board=scope.board,
+                          season=scope.season)
 
 
 async def _redis_side(
-    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, report: Report, dry_run: bool,
-    boards: Boards,
+    redis: aioredis.Redis, pg: asyncpg.Pool, scope: Scope, report: Report, dry_run: bool,
 ) -> None:
     """Hashes newer than Postgres (store them) or missing from their boards (re-add them)."""
-    prefix = keys.user("")
+    boards = scope.boards
+    prefix = scope.names.user("")
     async for batch in _scan_batches(redis, prefix + "*"):
         async with redis.pipeline(transaction=False) as pipe:
             for key in batch:
@@ -110,29 +134,30 @@ async def _redis_side(
         report.users_in_redis += sum(1 for h in users.values()
                                      if "r" in boards(h["region"]) or h["region"] == GLOBAL)
         stored = {r["user_id"]: r["version"] for r in await pg.fetch(
-            "SELECT user_id, version FROM leaderboard WHERE board = 'default' AND season = 1 "
-            "AND user_id = ANY($1)", list(users))}
+            "SELECT user_id, version FROM leaderboard WHERE board = $2 AND season = $3 "
+            "AND user_id = ANY($1)", list(users), scope.board.id, scope.season)}
         newer = [ScoreEvent(user_id=u, name=h["name"], region=h["region"], score=h["score"],
-                            version=h["version"], reached=h["reached"], ts=h["updated_at"])
+                            version=h["version"], reached=h["reached"], ts=h["updated_at"],
+                            board=scope.board.id, season=scope.season)
                  for u, h in users.items() if stored.get(u, 0) < int(h["version"])]
         report.postgres_behind += [e.user_id for e in newer]
         if newer and not dry_run:
             await upsert(pg, newer)
-        await _check_boards(redis, keys, users, report, dry_run, boards)
+        await _check_boards(redis, scope, users, report, dry_run)
 
 
-def _held(keys: Keys, region: str, boards: Boards) -> list[str]:
+def _held(names: Keys | SeasonKeys, region: str, boards: Boards) -> list[str]:
     """The board keys this instance holds for a user of ``region``."""
     held = boards(region)
-    out = [keys.board(GLOBAL)] if "g" in held else []
+    out = [names.board(GLOBAL)] if "g" in held else []
     if "r" in held and region != GLOBAL:
-        out.append(keys.board(region))
+        out.append(names.board(region))
     return out
 
 
-async def _check_boards(redis: aioredis.Redis, keys: Keys, users: dict[str, dict[str, str]],
-                        report: Report, dry_run: bool, boards: Boards) -> None:
-    wanted = {user: _held(keys, h["region"], boards) for user, h in users.items()}
+async def _check_boards(redis: aioredis.Redis, scope: Scope, users: dict[str, dict[str, str]],
+                        report: Report, dry_run: bool) -> None:
+    wanted = {user: _held(scope.names, h["region"], scope.boards) for user, h in users.items()}
     async with redis.pipeline(transaction=False) as pipe:
         for user, h in users.items():
             for board in wanted[user]:
@@ -144,7 +169,7 @@ async def _check_boards(redis: aioredis.Redis, keys: Keys, users: dict[str, dict
             report.missing_from_boards.append(user)
             if not dry_run:
                 for board in missing:
-                    await redis.zadd(board, {h["member"]: int(h["score"])})
+                    await redis.zadd(board, {h["member"]: scope.board.sort_key(int(h["score"]))})
 
 
 async def _scan_batches(redis: aioredis.Redis, match: str):  # type: ignore[no-untyped-def]

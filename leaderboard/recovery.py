@@ -17,8 +17,12 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
-from leaderboard.keys import RESTORE, Keys
+from leaderboard import board_registry
+from leaderboard.apply_scripts import RESTORE
+from leaderboard.boards import DEFAULT, Board
+from leaderboard.keys import DEFAULT_BOARD, Keys
 from leaderboard.settings import GLOBAL
+from leaderboard.targets import Targets
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +30,18 @@ Row = Sequence[str | int]  # user_id, name, region, score, version, reached, ts
 # Which boards of a region's users this instance holds ('g', 'r', 'gr', '': none), see
 # Topology.boards_on; one instance holding everything is the default.
 Boards = Callable[[str], str]
+BoardLookup = Callable[[str], Board | None]  # board id -> definition (None: deleted)
+Item = tuple[Board, int, Row]  # a row to restore, with its board and season
 
 
 def all_boards(region: str) -> str:
     return "gr"
+
+
+def default_only(board_id: str) -> Board | None:
+    return DEFAULT if board_id == DEFAULT_BOARD else None
+
+
 SCRIPT_ROWS = 1000
 LOCK_MS = 300_000
 
@@ -39,11 +51,11 @@ redis.call('SET', KEYS[2], ARGV[1])
 return 1
 """
 
-# board default season 1 only, for now: other boards' current seasons come with their cache
+# one board's season, keyset-paginated on the primary key (board, season, user_id)
 SELECT_CHUNK = """
 SELECT user_id, name, region, score, version, reached,
        (extract(epoch FROM updated_at) * 1000)::bigint AS ts
-FROM leaderboard WHERE board = 'default' AND season = 1 AND user_id > $1
+FROM leaderboard WHERE board = $3 AND season = $4 AND user_id > $1
 ORDER BY user_id LIMIT $2
 """
 CONFIRM = """
@@ -55,20 +67,29 @@ JOIN leaderboard l USING (board, season, user_id) WHERE l.version >= u.version
 
 async def restore(
     redis: aioredis.Redis, keys: Keys, rows: Iterable[Row], stream: str | None = None,
+    boards: Boards = all_boards, board: Board = DEFAULT, season: int = 1,
+) -> int:
+    """Apply rows of one board's season where Redis has no newer version; with ``stream``,
+    append them there too. Each row goes only to the boards ``boards(region)`` says this
+    instance holds (none: skipped)."""
+    return await restore_items(redis, keys, ((board, season, row) for row in rows), stream,
+                               boards)
+
+
+async def restore_items(
+    redis: aioredis.Redis, keys: Keys, items: Iterable[Item], stream: str | None = None,
     boards: Boards = all_boards,
 ) -> int:
-    """Apply rows where Redis has no newer version; with ``stream``, append them there too.
-
-    Each row goes only to the boards ``boards(region)`` says this instance holds (none: skipped).
-    """
+    """As ``restore``, for rows of any boards and seasons (a board's rows go to its season's
+    keys with its sort key; a deleted board's, or a freed season's, are skipped)."""
     script = redis.register_script(RESTORE)
     applied = 0
-    batch: list[Row] = []
-    for row in rows:
+    batch: list[tuple[Board, int, Row, str]] = []
+    for board, season, row in items:
         held = boards(str(row[2]))
         if not held:
             continue
-        batch.append((*row, held))
+        batch.append((board, season, row, held))
         if len(batch) == SCRIPT_ROWS:
             applied += await _restore_batch(script, keys, batch, stream)
             batch = []
@@ -77,13 +98,15 @@ async def restore(
     return applied
 
 
-async def _restore_batch(script: object, keys: Keys, rows: list[Row], stream: str | None) -> int:
-    args: list[str | int] = [keys.prefix, "1" if stream else "0"]
-    for row in rows:
-        args.extend(row)
+async def _restore_batch(script: object, keys: Keys, batch: list[tuple[Board, int, Row, str]],
+                         stream: str | None) -> int:
+    targets = Targets(keys)
+    events: list[str | int] = []
+    for board, season, row, held in batch:
+        events += [targets.index(board, season), *row[:7], held]
     result = await script(  # type: ignore[operator]
-        keys=[keys.board(GLOBAL), keys.clock, stream or keys.stream(GLOBAL)], args=args
-    )
+        keys=[keys.clock, stream or keys.stream(GLOBAL), keys.boards],
+        args=["1" if stream else "0", *targets.args(), *events])
     return int(result)
 
 
@@ -91,23 +114,42 @@ async def rebuild_from_postgres(
     redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, chunk: int = 10_000,
     boards: Boards = all_boards,
 ) -> int:
-    """Every row of the durable record into the boards, keyset-paginated by user_id."""
+    """The registry, then each live board's current season (by this instance's clock) from the
+    durable record; returns the rows applied. Ended seasons stay in Postgres (docs/boards.md)."""
+    live = await board_registry.rewrite(redis, keys, pg)
+    sec, us = await redis.time()
+    now = int(sec) * 1_000_000 + int(us)
+    applied = 0
+    for board in [DEFAULT, *live]:
+        season = board.schedule.season_at(now)
+        if season is not None:
+            applied += await rebuild_season(redis, pg, keys, board, season, chunk, boards)
+    return applied
+
+
+async def rebuild_season(
+    redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, board: Board, season: int,
+    chunk: int = 10_000, boards: Boards = all_boards,
+) -> int:
+    """Every row of one board's season into its keys, keyset-paginated by user_id."""
     applied = 0
     pending: asyncio.Task[int] | None = None
-    async for rows in durable_rows(pg, chunk):
+    async for rows in durable_rows(pg, chunk, board.id, season):
         if pending is not None:
             applied += await pending  # Redis applies one chunk while Postgres reads the next
-        pending = asyncio.create_task(
-            restore(redis, keys, [tuple(r) for r in rows], boards=boards))
+        pending = asyncio.create_task(restore(
+            redis, keys, [tuple(r) for r in rows], boards=boards, board=board, season=season))
     if pending is not None:
         applied += await pending
     return applied
 
 
-async def durable_rows(pg: asyncpg.Pool, chunk: int) -> AsyncIterator[list[asyncpg.Record]]:
-    """The leaderboard table in chunks of ``chunk`` rows (restore's field order), by user_id."""
+async def durable_rows(pg: asyncpg.Pool, chunk: int, board: str = DEFAULT_BOARD,
+                       season: int = 1) -> AsyncIterator[list[asyncpg.Record]]:
+    """A board's season (default: board default) in chunks of ``chunk`` rows (restore's field
+    order), by user_id."""
     last = ""
-    while rows := await pg.fetch(SELECT_CHUNK, last, chunk):
+    while rows := await pg.fetch(SELECT_CHUNK, last, chunk, board, season):
         last = rows[-1]["user_id"]
         yield rows
 
@@ -174,9 +216,10 @@ class BoardGuard:
 
     def __init__(
         self, redis: aioredis.Redis, keys: Keys, shard: str, unstored: Unstored,
-        boards: Boards = all_boards,
+        boards: Boards = all_boards, lookup: BoardLookup = default_only,
     ) -> None:
         self._redis = redis
+        self._lookup = lookup
         self._boards = boards
         self._keys = keys
         self._stream = keys.stream(shard)
@@ -200,6 +243,7 @@ class BoardGuard:
         # flag warming only while the epoch is still missing: a rebuild may just have finished
         if not await r.eval(MARK_WARMING, 2, k.epoch, k.warming, self._me):
             return "ok"
+        await board_registry.rewrite(r, k, pg)  # before any replay: RESTORE checks it
         await self._replay()
         if not await r.set(k.rebuild_lock, self._me, nx=True, px=LOCK_MS):
             return "waiting"
@@ -216,9 +260,13 @@ class BoardGuard:
         return "rebuilt"
 
     async def _replay(self) -> None:
-        # board default season 1 only: RESTORE does not take other boards' prefixes yet
-        events = [e for e in self._unstored.events() if e.slot[:2] == ("default", 1)]
-        if events:
-            n = await restore(self._redis, self._keys, [e.row() for e in events], self._stream,
-                              self._boards)
-            log.warning("replayed %d of %d events Postgres did not have yet", n, len(events))
+        """Put back this shard's writes Postgres may lack, each into its board's season (a
+        deleted board's are skipped; so are a season's the instance freed)."""
+        items: list[Item] = []
+        for e in self._unstored.events():
+            board = DEFAULT if e.board == DEFAULT_BOARD else self._lookup(e.board)
+            if board is not None:
+                items.append((board, e.season, e.row()))
+        if items:
+            n = await restore_items(self._redis, self._keys, items, self._stream, self._boards)
+            log.warning("replayed %d of %d events Postgres did not have yet", n, len(items))

@@ -89,6 +89,7 @@ class Rollover:
         self._fence = redis.register_script(FENCE)
         self._raise_freed = redis.register_script(RAISE_FREED)
         self._marked, self._marked_at = 0, 0.0
+        self._w = 0  # the last W this shard saw: seasons ending by it are archivable
         self._freed: dict[tuple[str, str], int] = {}  # (board, generation) -> seasons freed here
         regions = [r for r in topology.regions if r != GLOBAL and topology.instance[r] == self._url]
         self._zsets = [*([GLOBAL] if self._url == topology.global_url else []), *regions]
@@ -102,6 +103,8 @@ class Rollover:
             await archive.mark(pg, self._shard, fence.at)
             self._marked, self._marked_at = fence.at, time.monotonic()
             await self.archive_ready(pg, boards)
+        elif any(archive.archivable(b, self._cache.archived(b.id), self._w) for b in boards):
+            await self.archive_ready(pg, boards)  # held back last time (a dead letter, a race)
         await self.free(boards)
 
     async def fence(self) -> Fence:
@@ -146,6 +149,7 @@ class Rollover:
         w = await archive.drained_through(pg, self._topology.all_shards())
         if w is None:
             return 0
+        self._w = w
         moved = 0
         blocked = await self.dead_lettered()
         for board in boards:
@@ -165,18 +169,7 @@ class Rollover:
         return moved
 
     async def dead_lettered(self) -> set[tuple[str, int]]:
-        """(board, season) of every dead-lettered write, on every instance."""
-        found: set[tuple[str, int]] = set()
-        for shard in self._topology.all_shards():
-            redis = self._instances.get(self._topology.url_of_shard(shard))
-            if redis is None:
-                continue
-            for _, fields in await redis.xrange(self._keys.dead(shard)) or []:
-                try:
-                    found.add(board_of({str(k): str(v) for k, v in (fields or {}).items()}))
-                except BadEvent:
-                    continue  # not an event of ours at all: nothing to hold back
-        return found
+        return await dead_lettered(self._instances, self._topology, self._keys)
 
     async def free(self, boards: list[Board]) -> None:
         """Remove archived seasons' keys from this instance."""
@@ -217,3 +210,19 @@ def _ended_between(board: Board, after: int, upto: int) -> bool:
         return False
     return board.schedule.bounds(k)[0] > after
 
+
+async def dead_lettered(instances: dict[str, aioredis.Redis], topology: Topology,
+                        keys: Keys) -> set[tuple[str, int]]:
+    """(board, season) of every dead-lettered write on the given instances: seasons that must
+    not be archived until an operator repairs them."""
+    found: set[tuple[str, int]] = set()
+    for shard in topology.all_shards():
+        redis = instances.get(topology.url_of_shard(shard))
+        if redis is None:
+            continue
+        for _, fields in await redis.xrange(keys.dead(shard)) or []:
+            try:
+                found.add(board_of({str(k): str(v) for k, v in (fields or {}).items()}))
+            except BadEvent:
+                continue  # not an event of ours at all: nothing to hold back
+    return found

@@ -79,6 +79,8 @@ async def pg_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def pg(pg_pool: asyncpg.Pool) -> asyncpg.Pool:
-    """The test database with empty tables."""
-    await pg_pool.execute("TRUNCATE leaderboard, credentials")
+    """The test database with empty tables (and no board but ``default``)."""
+    await pg_pool.execute("TRUNCATE leaderboard, credentials, season_archive, archive_entries, "
+                          "drain_marks CASCADE")
+    await pg_pool.execute("DELETE FROM boards WHERE id <> 'default'")
     return pg_pool

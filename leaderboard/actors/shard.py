@@ -10,7 +10,7 @@ from functools import partial
 from typing import Literal
 
 from leaderboard.boards import DEFAULT, Board
-from leaderboard.fold import GlobalFold
+from leaderboard.fold import DEFERRED, WARMING, FoldEvent, GlobalFold
 from leaderboard.keys import DEFAULT_BOARD, WRITE_SCORE, Keys
 from leaderboard.pipeline.db import create_pool
 from leaderboard.recovery import BoardGuard, Event, Unstored
@@ -54,7 +54,8 @@ class WriteResult:
 
     ``remaining`` is the user's tokens left after an admitted write (-1: no user limit);
     ``retry_after_us`` says when a rate-limited write would be admitted. ``global_pending``: the
-    write is applied but GLOBAL's instance could not be reached to fold it in (the writers will).
+    write is applied but GLOBAL's instance could not be reached, or does not know the board yet,
+    to fold it in (the writers will).
     """
 
     status: Literal[
@@ -167,36 +168,45 @@ class RegionShard:
     async def _fold_global(
         self, cmds: list[WriteCommand], replies: list[list[str | int]], results: list[WriteResult]
     ) -> list[WriteResult]:
-        """The fast path: fold the applied writes into GLOBAL; their ranks become GLOBAL ranks."""
+        """The fast path: fold the applied writes (any boards) into GLOBAL; their ranks become
+        GLOBAL ranks. A board deleted meanwhile, or one GLOBAL's instance does not know yet,
+        answers no rank (the writers fold the latter)."""
         assert self._fold is not None
-        # other boards than default are not folded yet (FOLD_GLOBAL takes one prefix): their
-        # rank here is the region's, so none is answered
+        applied, rows = [], []
         for i, r in enumerate(results):
-            if r.status == "ok" and cmds[i].board != DEFAULT_BOARD:
-                results[i] = replace(r, rank=0, global_pending=True)
-        applied = [i for i, r in enumerate(results)
-                   if r.status == "ok" and cmds[i].board == DEFAULT_BOARD]
-        rows = [self._event(cmds[i], results[i], int(replies[i][5])).row() for i in applied]
+            board = None if r.status != "ok" else self._board(cmds[i].board)
+            if board is None:
+                if r.status == "ok":  # deleted since its write: nothing to fold any more
+                    results[i] = replace(r, rank=0)
+                continue
+            applied.append(i)
+            cmd = cmds[i]
+            rows.append(FoldEvent(cmd.user_id, cmd.name, cmd.region, r.score, r.version,
+                                  int(replies[i][5]), r.version // 1000, board, r.season))
         try:
             ranks = await self._fold.apply(rows, "fast")
         except REDIS_DOWN as exc:
             log.warning("shard %s: GLOBAL unreachable, the writers will fold: %s", self._shard, exc)
-            for i in applied:
-                results[i] = replace(results[i], rank=0, global_pending=True)
-            return results
+            ranks = [DEFERRED] * len(rows)
         for i, rank in zip(applied, ranks, strict=True):
-            results[i] = replace(results[i], rank=rank + 1)
-        keyed = [(cmds[i], results[i]) for i in applied if cmds[i].idempotency_key]
+            results[i] = replace(results[i], rank=max(rank + 1, 0),
+                                 global_pending=rank == DEFERRED)
+        keyed = [(cmds[i], results[i], rows[n].board) for n, i in enumerate(applied)
+                 if cmds[i].idempotency_key and ranks[n] >= WARMING]
         if keyed:  # a replay must answer the GLOBAL rank too, not the region's
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for cmd, result in keyed:
-                        key = self._keys.idempotency(cmd.user_id, cmd.idempotency_key or "")
+                    for cmd, result, board in keyed:
+                        key = self._keys.idempotency(cmd.user_id, cmd.idempotency_key or "",
+                                                     board.id, board.generation)
                         pipe.hset(key, "rank", result.rank - 1)
                     await pipe.execute()
             except REDIS_DOWN as exc:
                 log.warning("shard %s: idempotency ranks not updated: %s", self._shard, exc)
         return results
+
+    def _board(self, board_id: str) -> Board | None:
+        return DEFAULT if board_id == DEFAULT_BOARD else self.boards(board_id)
 
     @staticmethod
     def _event(cmd: WriteCommand, result: WriteResult, reached: int) -> Event:
@@ -209,7 +219,7 @@ class RegionShard:
         """The write script's KEYS and ARGV for one command (``redis_us``: Redis's clock as a
         ``season_stale`` answer reported it, to pick the candidate seasons from)."""
         k = self._keys
-        board = DEFAULT if cmd.board == DEFAULT_BOARD else self.boards(cmd.board)
+        board = self._board(cmd.board)
         assert board is not None  # _precheck answered unknown boards
         season = 1 if board is DEFAULT else self._candidate(board, redis_us)
         # board default, season 1: today's keys (k itself), without building a prefix per write
@@ -291,7 +301,8 @@ class RegionShardActor(RegionShard):
         self._cache = BoardCache(Postgres(settings, max_size=1), main, Keys(settings.board))
         super().__init__(settings, shard, self._cache.get)
         boards = partial(self.topology.boards_on, self.url)
-        self._guard = BoardGuard(self._redis, self._keys, shard, self.unstored, boards)
+        self._guard = BoardGuard(self._redis, self._keys, shard, self.unstored, boards,
+                                 self._cache.get)
         instances = {url: self._redis if url == self.url else connect(url)
                      for url in self.topology.urls()}
         self._rollover = Rollover(self._redis, main, self._keys, shard, self.topology,

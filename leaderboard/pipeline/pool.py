@@ -11,12 +11,14 @@ import asyncpg
 import ray
 
 from leaderboard.actors.placement import writer_placement_options
+from leaderboard.board_cache import BoardCache
 from leaderboard.fold import GlobalFold
 from leaderboard.keys import Keys
 from leaderboard.pipeline import stream
 from leaderboard.pipeline.db import create_pool
 from leaderboard.pipeline.writer import StreamWriter
 from leaderboard.redis_client import connect
+from leaderboard.serve.pg import Postgres
 from leaderboard.settings import Settings
 from leaderboard.shards import Topology, redacted
 
@@ -39,6 +41,7 @@ class Writer:
         self._stepping = {url: asyncio.Lock() for url in urls}
         self._pg: asyncpg.Pool | None = None
         self._pg_lock = asyncio.Lock()
+        self._boards: BoardCache | None = None
         self._tasks = [asyncio.create_task(self._run(url)) for url in urls]
 
     async def _connect(self, url: str) -> StreamWriter:
@@ -49,7 +52,7 @@ class Writer:
         keys = Keys(s.board)
         fold = None
         if url != topo.global_url:
-            fold = GlobalFold(connect(topo.global_url), keys)
+            fold = GlobalFold(connect(topo.global_url), keys, self._board_cache().lookup)
         redis = connect(url, retries=0)
         configured = topo.shards_on(url)
         shards = await stream.shards_to_drain(redis, keys, configured)
@@ -70,6 +73,14 @@ class Writer:
         )
         await writer.start()
         return writer
+
+    def _board_cache(self) -> BoardCache:
+        """The boards of the events this writer folds into GLOBAL (one cache per actor)."""
+        if self._boards is None:
+            s = self._settings
+            self._boards = BoardCache(Postgres(s, max_size=1), connect(s.redis_url), Keys(s.board))
+            self._tasks.append(asyncio.create_task(self._boards.run()))
+        return self._boards
 
     async def _run(self, url: str) -> None:
         backoff = 0.1

@@ -13,8 +13,9 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from leaderboard.apply_scripts import ACK_DELETE
 from leaderboard.fold import GlobalFold
-from leaderboard.keys import ACK_DELETE, WRITERS_GROUP, Keys
+from leaderboard.keys import WRITERS_GROUP, Keys
 from leaderboard.models import ScoreEvent
 from leaderboard.pipeline import events as wire
 from leaderboard.pipeline import stream
@@ -145,9 +146,8 @@ class StreamWriter:
                  if e is not None and d.entry_id not in gone]
         if pairs:
             dead += await self._store(pairs)
-            if self._fold is not None:  # other boards are not folded yet (docs/boards.md)
-                await self._fold.apply([e for _, e in pairs if e.slot[:2] == ("default", 1)],
-                                       "net")
+            if self._fold is not None:  # FoldDeferred: the batch stays pending, tried again
+                await self._fold.apply_stored([e for _, e in pairs], "net")
         if dead:
             await self._dead_letter(dead)
         try:

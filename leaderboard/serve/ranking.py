@@ -1,4 +1,5 @@
-"""Ranker: the autoscaled read path (top-N, rank, around-me), straight from Redis."""
+"""Ranker: the autoscaled read path (top-N pages, rank, around-me, friends' ranks), straight
+from Redis; ended seasons from Postgres."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from redis.commands.core import AsyncScript
 
 from leaderboard.board_cache import BoardCache
 from leaderboard.boards import Board
+from leaderboard.cursor import Cursor
 from leaderboard.errors import (
     BoardChanged,
     LeaderboardError,
@@ -21,8 +23,18 @@ from leaderboard.errors import (
     Warming,
 )
 from leaderboard.keys import DEFAULT_BOARD, Keys
-from leaderboard.read_scripts import AROUND, BOARD_AROUND, BOARD_RANK, BOARD_TOP, RANK, TOP
+from leaderboard.read_scripts import (
+    AROUND,
+    BOARD_AROUND,
+    BOARD_RANK,
+    BOARD_RANKS,
+    BOARD_TOP,
+    RANK,
+    RANKS,
+    TOP,
+)
 from leaderboard.redis_client import REDIS_DOWN, RedisClock, connect
+from leaderboard.serve.answers import around_answer, rank_answer, ranks_answer, top_answer
 from leaderboard.serve.pg import Postgres
 from leaderboard.serve.pg_ranks import PostgresRanks
 from leaderboard.serve.season_reads import SeasonReads
@@ -38,12 +50,13 @@ STALE_RERUNS = 2  # live board reads rerun when this replica's clock estimate wa
 class ReadRequest(NamedTuple):
     """One read; equal requests in a group share one answer."""
 
-    kind: str  # top | rank | around
+    kind: str  # top | rank | around | ranks
     region: str
     arg: int  # top: limit; around: span
-    user_id: str
+    user_id: str  # ranks: the ids, comma-separated
     board: str = ""  # '': the seed's paths (board default, answers without "season")
     season: int = 0  # 0: the live season
+    start: str = ""  # top: '' (rank 1), 'rank:N' (0-based), 'after:SORTKEY:MEMBER' (a cursor)
 
 
 Answer = bytes | None | LeaderboardError  # a refusal travels back as the answer of its read
@@ -54,34 +67,22 @@ def encode(answer: Any) -> bytes:
     return to_json(answer)
 
 
-def entries_from(flat: list[Any], first_rank: int) -> list[Entry]:
-    """Entries from the scripts' flat ``uid, name, region, score`` runs, ranked from first_rank."""
-    return [
-        {
-            "rank": first_rank + i // 4,
-            "user_id": flat[i],
-            "name": flat[i + 1],
-            "region": flat[i + 2],
-            "score": int(flat[i + 3]),
-        }
-        for i in range(0, len(flat), 4)
-    ]
-
-
 @dataclass(frozen=True)
 class ReadScripts:
     """The read scripts registered on one Redis instance."""
 
-    top: AsyncScript
-    rank: AsyncScript
-    around: AsyncScript
-    board: dict[str, AsyncScript]  # BOARD_TOP / BOARD_RANK / BOARD_AROUND by their text
+    default: dict[str, AsyncScript]  # board default's, by read kind
+    board: dict[str, AsyncScript]  # a board's season's, by read kind
 
     @classmethod
     def on(cls, redis: aioredis.Redis) -> ReadScripts:
-        return cls(redis.register_script(TOP), redis.register_script(RANK),
-                   redis.register_script(AROUND),
-                   {s: redis.register_script(s) for s in (BOARD_TOP, BOARD_RANK, BOARD_AROUND)})
+        return cls({k: redis.register_script(s) for k, s in DEFAULT_SCRIPTS.items()},
+                   {k: redis.register_script(s) for k, s in BOARD_SCRIPTS.items()})
+
+
+DEFAULT_SCRIPTS = {"top": TOP, "rank": RANK, "around": AROUND, "ranks": RANKS}
+BOARD_SCRIPTS = {"top": BOARD_TOP, "rank": BOARD_RANK, "around": BOARD_AROUND,
+                 "ranks": BOARD_RANKS}
 
 
 class Ranker:
@@ -107,50 +108,60 @@ class Ranker:
         self._boards_task: asyncio.Task[None] | None = None
         self.clock = RedisClock()  # for choosing the live season's candidates
 
-    async def top(self, region: str, limit: int) -> dict[str, Any]:
+    async def top(self, region: str, limit: int, start: str = "") -> dict[str, Any]:
+        """A page of board default: from rank 1, from a rank, or after a cursor's position."""
         k = self._keys
-        reply = await self._call(
-            self._scripts[region].top, [k.board(region), k.epoch, k.warming], [limit, k.user("")])
+        reply = await self._call(self._scripts[region].default["top"],
+                                 [k.board(region), k.epoch, k.warming],
+                                 [limit, k.user(""), *start_args(start)])
         if reply == WARMING:
+            if start:
+                raise Warming("the board is being rebuilt; pages resume in a second")
             return await self._pg.top(region, limit)
-        return {"region": region, "entries": entries_from(reply[1:], 1), "total": int(reply[0])}
+        return top_answer(reply, region, "", 1)
 
     async def rank(self, region: str, user_id: str) -> Entry | None:
         k = self._keys
-        reply = await self._call(
-            self._scripts[region].rank, [k.board(region), k.user(user_id), k.epoch, k.warming], [])
+        reply = await self._call(self._scripts[region].default["rank"],
+                                 [k.board(region), k.user(user_id), k.epoch, k.warming], [])
         if reply == WARMING:
             return await self._pg.rank(region, user_id)
-        if not reply:
-            return None
-        return entries_from([user_id, *reply[1:]], int(reply[0]) + 1)[0]
+        return rank_answer(reply, user_id)
 
     async def around(self, region: str, user_id: str, span: int) -> dict[str, Any] | None:
         k = self._keys
         keys = [k.board(region), k.user(user_id), k.epoch, k.warming]
-        reply = await self._call(self._scripts[region].around, keys, [span, k.user("")])
+        reply = await self._call(self._scripts[region].default["around"], keys,
+                                 [span, k.user("")])
         if reply == WARMING:
             return await self._pg.around(region, user_id, span)
-        if not reply:
-            return None
-        me, first = int(reply[0]) + 1, int(reply[1]) + 1
-        ranked = entries_from(reply[2:], first)
-        return {
-            "region": region,
-            "self": next(e for e in ranked if e["rank"] == me),
-            "around": [e for e in ranked if e["rank"] != me],
-        }
+        return around_answer(reply, region)
 
-    # -- boards and seasons (docs/boards.md, "Reads"): the lead's /boards/{b}/... routes --------
+    async def ranks(self, region: str, user_ids: list[str]) -> dict[str, Any]:
+        """The entries of the listed users (friends) in rank order, and who is missing."""
+        k = self._keys
+        reply = await self._call(self._scripts[region].default["ranks"],
+                                 [k.board(region), k.epoch, k.warming], [k.user(""), *user_ids])
+        if reply == WARMING:
+            raise Warming("the board is being rebuilt; retry in a second")
+        return ranks_answer(reply, region, user_ids)
+
+    # -- boards and seasons (docs/boards.md, "Reads") -----------------------------------------
 
     async def board_top(self, board: Board, region: str, limit: int,
-                        season: int | None = None) -> dict[str, Any]:
-        """Top ``limit`` of a board's live season (``season`` None) or of season ``season``."""
+                        season: int | None = None, start: str = "") -> dict[str, Any]:
+        """A page of a board's live season (``season`` None) or of season ``season``."""
         if board.id == DEFAULT_BOARD:
-            return {**await self.top(region, limit), "season": _default_season(season)}
-        reply, k = await self._board_read(BOARD_TOP, board, region, season, limit, "")
-        return {"region": region, "entries": entries_from(reply[2:], 1),
-                "total": int(reply[1]), "season": k}
+            k = _default_season(season)
+            return {**self._rebrand(await self.top(region, limit, start), board.id), "season": k}
+        reply, k = await self._board_read("top", board, region, season, limit, "",
+                                          start_args(start))
+        if reply is None:
+            if start:
+                raise Warming("the board is being rebuilt; pages resume in a second")
+            cold = await self._pg.top(region, limit, board.id, k, board.order)
+            return {**cold, "season": k}
+        return {**top_answer(reply[1:], region, board.id, k), "season": k}
 
     async def board_rank(self, board: Board, region: str, user_id: str,
                          season: int | None = None) -> Entry | None:
@@ -159,10 +170,12 @@ class Ranker:
             k = _default_season(season)
             found = await self.rank(region, user_id)
             return None if found is None else {**found, "season": k}
-        reply, k = await self._board_read(BOARD_RANK, board, region, season, 0, user_id)
-        if len(reply) == 1:
-            return None
-        return {**entries_from([user_id, *reply[2:]], int(reply[1]) + 1)[0], "season": k}
+        reply, k = await self._board_read("rank", board, region, season, 0, user_id)
+        if reply is None:
+            cold = await self._pg.rank(region, user_id, board.id, k, board.order)
+            return None if cold is None else {**cold, "season": k}
+        found = rank_answer(reply[1:], user_id, board.order)
+        return None if found is None else {**found, "season": k}
 
     async def board_around(self, board: Board, region: str, user_id: str, span: int,
                            season: int | None = None) -> dict[str, Any] | None:
@@ -171,17 +184,37 @@ class Ranker:
             k = _default_season(season)
             found = await self.around(region, user_id, span)
             return None if found is None else {**found, "season": k}
-        reply, k = await self._board_read(BOARD_AROUND, board, region, season, span, user_id)
-        if len(reply) == 1:
-            return None
-        me, first = int(reply[1]) + 1, int(reply[2]) + 1
-        ranked = entries_from(reply[3:], first)
-        return {"region": region, "self": next(e for e in ranked if e["rank"] == me),
-                "around": [e for e in ranked if e["rank"] != me], "season": k}
+        reply, k = await self._board_read("around", board, region, season, span, user_id)
+        if reply is None:
+            cold = await self._pg.around(region, user_id, span, board.id, k, board.order)
+            return None if cold is None else {**cold, "season": k}
+        found = around_answer(reply[1:], region)
+        return None if found is None else {**found, "season": k}
 
-    async def _board_read(self, script: str, board: Board, region: str, season: int | None,
-                          arg: int, user_id: str) -> tuple[list[Any], int]:
-        """Run a board read script; its reply and the season it read.
+    async def board_ranks(self, board: Board, region: str, user_ids: list[str],
+                          season: int | None = None) -> dict[str, Any]:
+        """The listed users' entries in a board's season, in rank order, and who is missing."""
+        if board.id == DEFAULT_BOARD:
+            return {**await self.ranks(region, user_ids), "season": _default_season(season)}
+        reply, k = await self._board_read("ranks", board, region, season, 0, "", user_ids)
+        if reply is None:
+            raise Warming("the board is being rebuilt; retry in a second")
+        return {**ranks_answer(reply[1:], region, user_ids), "season": k}
+
+    @staticmethod
+    def _rebrand(page: dict[str, Any], board: str) -> dict[str, Any]:
+        """A page of board default read through /boards/default: its cursor names that path."""
+        if page.get("next"):
+            cursor = Cursor.decode(page["next"])
+            page["next"] = Cursor(board, 1, cursor.region, cursor.sort_key,
+                                  cursor.member).encode()
+        return page
+
+    async def _board_read(self, kind: str, board: Board, region: str, season: int | None,
+                          arg: int, user_id: str, extra: list[Any] | None = None,
+                          ) -> tuple[list[Any] | None, int]:
+        """Run a board read script; its reply and the season it read (reply None: the instance
+        is warming, read that season from Postgres; the live one by this replica's estimate).
 
         Live reads pass two candidate seasons from this replica's estimate of the instance's
         clock; the script picks by the instance's clock, or answers how far off the estimate
@@ -193,10 +226,13 @@ class Ranker:
         for _ in range(STALE_RERUNS + 1):
             if k is None or k < 1:
                 raise NoSuchSeason("this season of the board has not started")
-            reply = await self._call(self._scripts[region].board[script],
-                                     *self._board_call(board, region, k, arg, user_id, fixed))
+            keys, args = self._board_call(board, region, k, arg, user_id, fixed)
+            reply = await self._call(self._scripts[region].board[kind], keys,
+                                     [*args, *(extra or [])])
             if reply == WARMING:
-                raise Warming("the board is being rebuilt; retry in a second")
+                if not fixed and board.schedule.season_at(self.clock.now_us()) is None:
+                    raise NoSuchSeason("this season of the board has not started")
+                return None, k
             if reply == "board_changed":
                 raise BoardChanged("the board was deleted or created again just now")
             if reply == "freed":
@@ -249,7 +285,9 @@ class Ranker:
             return await self._board_read_of(request)
         kind, region, arg, user_id = request[:4]
         if kind == "top":
-            return await self.top(region, arg)
+            return await self.top(region, arg, request.start)
+        if kind == "ranks":
+            return await self.ranks(region, user_id.split(","))
         if kind == "rank":
             return await self.rank(region, user_id)
         if kind == "around":
@@ -272,10 +310,12 @@ class Ranker:
         return answer
 
     async def _board_redis_read(self, request: ReadRequest, board: Board) -> Any:
-        kind, region, arg, user_id, _, season = request
+        kind, region, arg, user_id, _, season, start = request
         k = season or None
         if kind == "top":
-            return await self.board_top(board, region, arg, k)
+            return await self.board_top(board, region, arg, k, start)
+        if kind == "ranks":
+            return await self.board_ranks(board, region, user_id.split(","), k)
         if kind == "rank":
             return await self.board_rank(board, region, user_id, k)
         if kind == "around":
@@ -296,9 +336,11 @@ class Ranker:
         return self._archive_cache[key]
 
     async def _past(self, request: ReadRequest, board: Board) -> Any:
-        kind, region, arg, user_id, _, season = request
+        kind, region, arg, user_id, _, season, start = request
         if kind == "top":
-            return await self._seasons.top(board, season, region, arg)
+            return await self._seasons.top(board, season, region, arg, start)
+        if kind == "ranks":
+            return await self._seasons.ranks(board, season, region, user_id.split(","))
         if kind == "rank":
             return await self._seasons.rank(board, season, region, user_id)
         if kind == "around":
@@ -317,7 +359,18 @@ class SeasonGone(Exception):
 
 
 def _empty(kind: str, answer: Any) -> bool:
-    return answer is None or (kind == "top" and answer["total"] == 0)
+    return answer is None or (kind == "top" and answer["total"] == 0) or (
+        kind == "ranks" and not answer["entries"])
+
+
+def start_args(start: str) -> list[str]:
+    """The top scripts' ARGV for where a page starts: first rank0, cursor sort key and member."""
+    if start.startswith("rank:"):
+        return [start[5:], "", ""]
+    if start.startswith("after:"):
+        sort_key, _, member = start[6:].partition(":")
+        return ["", sort_key, member]
+    return ["", "", ""]
 
 
 def _default_season(season: int | None) -> int:

@@ -1,10 +1,11 @@
 """Reads of an ended season from Postgres: its archive, or its rows before the archive exists.
 
 An archived season is read from ``archive_entries``, whose ranks were materialised in the ZSET
-order when the season ended: top, rank and around are index range reads, and the answers never
-change (the ranker caches them). A season that ended but is not archived yet and is not in
-Redis any more (Redis lost its data; the rebuild restores current seasons only) is ranked on
-the fly from its ``leaderboard`` rows with the same window functions the archive uses.
+order when the season ended: pages, rank, around and friends' ranks are index range reads, and
+the answers never change (the ranker caches them). A season that ended but is not archived yet
+and is not in Redis any more (Redis lost its data; the rebuild restores current seasons only)
+is ranked on the fly from its ``leaderboard`` rows with the same window functions the archive
+uses. The answers have the live reads' shapes (``serve/answers.py``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from leaderboard.boards import Board
+from leaderboard.cursor import Cursor
+from leaderboard.keys import member_for
+from leaderboard.serve.answers import gap_to_next, percentile
 from leaderboard.serve.pg_ranks import Queries
 from leaderboard.settings import GLOBAL
 
 ARCHIVED = "SELECT archived_through FROM boards WHERE id = $1 AND generation = $2"
-COLUMNS = "user_id, name, region, score"
+COLUMNS = "user_id, name, region, score, reached"
 SEASON = "board = $1 AND season = $2"
 
 
@@ -34,8 +38,29 @@ def _entry(row: Any, rank_column: str) -> dict[str, Any]:
             "region": row["region"], "score": int(row["score"])}
 
 
+def _sign(board: Board) -> int:
+    return 1 if board.order == "desc" else -1
+
+
+class View:
+    """One season's entries in one region (or GLOBAL), in a source table, as SQL pieces."""
+
+    def __init__(self, board: Board, season: int, region: str, source: str) -> None:
+        self.board, self.season, self.region, self.source = board, season, region, source
+        self.rank = "global_rank" if region == GLOBAL else "region_rank"
+        self.args: list[Any] = [board.id, season] + ([] if region == GLOBAL else [region])
+        self.where = SEASON + ("" if region == GLOBAL else " AND region = $3")
+
+    def select(self, condition: str) -> str:
+        n = len(self.args)
+        cond = condition.replace("$A", f"${n + 1}").replace("$B", f"${n + 2}") \
+            .replace("$C", f"${n + 3}")
+        return (f"SELECT {COLUMNS}, {self.rank} FROM {self.source} WHERE {self.where} "
+                f"AND {cond} ORDER BY {self.rank}")
+
+
 class SeasonReads:
-    """top / rank / around of one ended season of one board, answered from Postgres."""
+    """top / rank / around / ranks of one ended season of one board, answered from Postgres."""
 
     def __init__(self, pg: Queries) -> None:
         self._pg = pg
@@ -44,60 +69,80 @@ class SeasonReads:
         done = await self._pg.fetchval(ARCHIVED, board.id, board.generation)
         return done is not None and int(done) >= season
 
-    async def _source(self, board: Board, season: int) -> str:
-        if await self.archived(board, season):
-            return "archive_entries"
-        return _ranked(1 if board.order == "desc" else -1)
+    async def _view(self, board: Board, season: int, region: str) -> View:
+        source = "archive_entries" if await self.archived(board, season) else \
+            _ranked(_sign(board))
+        return View(board, season, region, source)
 
-    async def top(self, board: Board, season: int, region: str, limit: int) -> dict[str, Any]:
-        source = await self._source(board, season)
-        rank, where, args = _scope(region)
-        rows = await self._pg.fetch(
-            f"SELECT {COLUMNS}, {rank} FROM {source} WHERE {SEASON} {where} "
-            f"AND {rank} <= ${len(args) + 3} ORDER BY {rank}",
-            board.id, season, *args, limit)
-        total = await self._pg.fetchval(
-            f"SELECT count(*) FROM {source} WHERE {SEASON} {where}",
-            board.id, season, *args)
-        return {"region": region, "entries": [_entry(r, rank) for r in rows],
-                "total": int(total), "season": season}
+    async def _total(self, v: View) -> int:
+        return int(await self._pg.fetchval(
+            f"SELECT count(*) FROM {v.source} WHERE {v.where}", *v.args))
 
-    async def _own(self, board: Board, season: int, region: str, user_id: str,
-                   source: str) -> dict[str, Any] | None:
-        rank, _, _ = _scope(region)
-        row = await self._pg.fetchrow(
-            f"SELECT {COLUMNS}, {rank} FROM {source} WHERE {SEASON} "
-            f"AND user_id = $3", board.id, season, user_id)
-        if row is None or (region != GLOBAL and row["region"] != region):
-            return None
-        return _entry(row, rank)
+    async def top(self, board: Board, season: int, region: str, limit: int,
+                  start: str = "") -> dict[str, Any]:
+        v = await self._view(board, season, region)
+        first = await self._first_rank(v, start)
+        rows = await self._pg.fetch(v.select("$A <= " + v.rank + " AND " + v.rank + " < $B"),
+                                    *v.args, first, first + limit)
+        total = await self._total(v)
+        cursor = None
+        if len(rows) == limit and first + limit <= total:
+            last = rows[-1]
+            cursor = Cursor(board.id, season, region, int(last["score"]) * _sign(board),
+                            member_for(last["user_id"], int(last["reached"]))).encode()
+        return {"region": region, "entries": [_entry(r, v.rank) for r in rows], "total": total,
+                "next": cursor, "season": season}
+
+    async def _first_rank(self, v: View, start: str) -> int:
+        """The 1-based rank a page starts at: 1, a given rank, or the first after a cursor."""
+        if start.startswith("rank:"):
+            return int(start[5:]) + 1
+        if not start.startswith("after:"):
+            return 1
+        sort_key, _, member = start[6:].partition(":")
+        cursor = Cursor("", 1, "", int(sort_key), member)
+        after = (f"(score * {_sign(v.board)} < $A OR (score * {_sign(v.board)} = $A AND "
+                 f"(reached > $B OR (reached = $B AND user_id COLLATE \"C\" < $C))))")
+        row = await self._pg.fetchrow(v.select(after) + " LIMIT 1", *v.args, cursor.sort_key,
+                                      cursor.reached, cursor.user_id)
+        return int(row[v.rank]) if row is not None else 2**62
+
+    async def _own(self, v: View, user_id: str) -> dict[str, Any] | None:
+        row = await self._pg.fetchrow(v.select("user_id = $A"), *v.args, user_id)
+        return None if row is None else _entry(row, v.rank)
 
     async def rank(self, board: Board, season: int, region: str,
                    user_id: str) -> dict[str, Any] | None:
-        found = await self._own(board, season, region, user_id,
-                                await self._source(board, season))
-        return None if found is None else {**found, "season": season}
+        v = await self._view(board, season, region)
+        me = await self._own(v, user_id)
+        if me is None:
+            return None
+        total = await self._total(v)
+        above = None
+        if me["rank"] > 1:
+            row = await self._pg.fetchrow(v.select(f"{v.rank} = $A"), *v.args, me["rank"] - 1)
+            above = None if row is None else str(int(row["score"]) * _sign(board))
+        return {**me, "total": total, "percentile": percentile(me["rank"], total),
+                "gap_to_next": gap_to_next(me["score"], above, board.order), "season": season}
 
     async def around(self, board: Board, season: int, region: str, user_id: str,
                      span: int) -> dict[str, Any] | None:
-        source = await self._source(board, season)
-        me = await self._own(board, season, region, user_id, source)
+        v = await self._view(board, season, region)
+        me = await self._own(v, user_id)
         if me is None:
             return None
-        rank, where, args = _scope(region)
-        n = len(args) + 3
-        rows = await self._pg.fetch(
-            f"SELECT {COLUMNS}, {rank} FROM {source} WHERE {SEASON} {where} "
-            f"AND {rank} BETWEEN ${n} AND ${n + 1} ORDER BY {rank}",
-            board.id, season, *args, me["rank"] - span, me["rank"] + span)
-        ranked = [_entry(r, rank) for r in rows]
+        rows = await self._pg.fetch(v.select(f"{v.rank} BETWEEN $A AND $B"), *v.args,
+                                    me["rank"] - span, me["rank"] + span)
+        ranked = [_entry(r, v.rank) for r in rows]
         return {"region": region, "self": me,
-                "around": [e for e in ranked if e["rank"] != me["rank"]], "season": season}
+                "around": [e for e in ranked if e["rank"] != me["rank"]],
+                "total": await self._total(v), "season": season}
 
-
-def _scope(region: str) -> tuple[str, str, list[Any]]:
-    """The rank column, extra condition and its argument for GLOBAL or one region."""
-    if region == GLOBAL:
-        return "global_rank", "", []
-    return "region_rank", "AND region = $3", [region]
-
+    async def ranks(self, board: Board, season: int, region: str,
+                    user_ids: list[str]) -> dict[str, Any]:
+        v = await self._view(board, season, region)
+        rows = await self._pg.fetch(v.select("user_id = ANY($A::text[])"), *v.args, user_ids)
+        found = [_entry(r, v.rank) for r in rows]
+        present = {e["user_id"] for e in found}
+        return {"region": region, "entries": found,
+                "missing": [u for u in user_ids if u not in present], "season": season}

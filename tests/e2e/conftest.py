@@ -17,6 +17,8 @@ import redis.asyncio as aioredis
 from leaderboard.pipeline.db import ensure_database
 from leaderboard.pipeline.pool import writer_actor_name
 from leaderboard.settings import Settings
+from leaderboard.shards import Topology
+from tests.e2e.servers import OwnRedis
 
 
 @dataclass
@@ -254,3 +256,59 @@ async def rl(limited: Service) -> AsyncIterator[httpx.AsyncClient]:
 async def rf(refilling: Service) -> AsyncIterator[httpx.AsyncClient]:
     async with app_client(refilling) as c:
         yield c
+
+
+# -- two Redis instances (EU and ASIA on a second one): used by test_shards and test_seasons --
+
+SHARDED_REGIONS = ["GLOBAL", "ASIA", "EU", "NA"]
+SHARDED_BOARD = "shd"
+
+
+@dataclass
+class Sharded:
+    app: Service
+    second: OwnRedis
+    topology: Topology
+
+
+async def forget_board(settings_url: str, dsn: str) -> None:
+    """Earlier runs' keys of this board on the shared Redis, and its rows."""
+    r = aioredis.Redis.from_url(settings_url, decode_responses=True)
+    async for key in r.scan_iter(match=f"lb:{SHARDED_BOARD}:*", count=1000):
+        await r.delete(key)
+    await r.aclose()
+    pg = await asyncpg.connect(dsn)
+    await pg.execute("TRUNCATE leaderboard, credentials")
+    await pg.close()
+
+
+@pytest.fixture(scope="session")
+def sharded(service: Service) -> Iterator[Sharded]:
+    import ray
+    from ray import serve
+
+    from leaderboard.actors.router import shard_actor_name
+    from leaderboard.pipeline.pool import writer_actor_name
+
+    second = OwnRedis(persistent=False)
+    second.start()
+    s = service.settings.model_copy(update={
+        "board": SHARDED_BOARD, "regions": ",".join(SHARDED_REGIONS), "writer_pool_size": 1,
+        "redis_shards": f"EU={second.url},ASIA={second.url}", "region_splits": "EU=3",
+        "rate_limits_enabled": False, "pgdatabase": s_db(service, SHARDED_BOARD),
+    })
+    asyncio.run(ensure_database(s))
+    asyncio.run(forget_board(s.redis_url, s.dsn()))
+    topology = Topology.of(s)
+    try:
+        yield Sharded(deploy(s, "shards", "/shd"), second, topology)
+    finally:
+        serve.delete("shards")
+        names = [shard_actor_name(s, x) for x in topology.all_shards()]
+        names += [writer_actor_name(s, i) for i in range(s.writer_pool_size)]
+        for name in names:
+            try:
+                ray.kill(ray.get_actor(name, namespace=s.ray_namespace))
+            except ValueError:
+                pass
+        second.stop()

@@ -529,28 +529,36 @@ async def test_top_boards_exact(client: httpx.AsyncClient, clean: None) -> None:
 
     r = await client.get("/top")
     assert r.status_code == 200, r.text
-    assert r.json() == {"region": "GLOBAL", "total": 5, "entries": [
+    assert r.json() == {"region": "GLOBAL", "total": 5, "next": None, "entries": [
         entry(1, g, "GLOBAL", 500), entry(2, n1, "NA", 400), entry(3, e1, "EU", 300),
         entry(4, e2, "EU", 100), entry(5, a1, "ASIA", -50)]}
 
     r = await client.get("/top", params={"region": "eu", "limit": 10})
-    assert r.json() == {"region": "EU", "total": 2,
+    assert r.json() == {"region": "EU", "total": 2, "next": None,
                         "entries": [entry(1, e1, "EU", 300), entry(2, e2, "EU", 100)]}
     r = await client.get("/top", params={"region": "NA"})
-    assert r.json() == {"region": "NA", "total": 1, "entries": [entry(1, n1, "NA", 400)]}
+    assert r.json() == {"region": "NA", "total": 1, "next": None,
+                        "entries": [entry(1, n1, "NA", 400)]}
     r = await client.get("/top", params={"region": "ASIA"})
-    assert r.json() == {"region": "ASIA", "total": 1, "entries": [entry(1, a1, "ASIA", -50)]}
+    assert r.json() == {"region": "ASIA", "total": 1, "next": None,
+                        "entries": [entry(1, a1, "ASIA", -50)]}
 
-    # limit cuts the entries, not the total
+    # limit cuts the entries, not the total; the next page follows the cursor
     r = await client.get("/top", params={"region": "GLOBAL", "limit": 2})
-    assert r.json() == {"region": "GLOBAL", "total": 5,
-                        "entries": [entry(1, g, "GLOBAL", 500), entry(2, n1, "NA", 400)]}
+    page = r.json()
+    assert page.pop("next") is not None
+    assert page == {"region": "GLOBAL", "total": 5,
+                    "entries": [entry(1, g, "GLOBAL", 500), entry(2, n1, "NA", 400)]}
+    r = await client.get("/top", params={"limit": 2, "cursor": r.json()["next"]})
+    assert r.json()["entries"] == [entry(3, e1, "EU", 300), entry(4, e2, "EU", 100)]
     r = await client.get("/top", params={"limit": 1000})
     assert r.status_code == 200 and len(r.json()["entries"]) == 5
 
     # ranks per board agree with /top
-    assert (await rank_of(client, e2, "EU")).json() == entry(2, e2, "EU", 100)
-    assert (await rank_of(client, e2, "GLOBAL")).json() == entry(4, e2, "EU", 100)
+    assert (await rank_of(client, e2, "EU")).json() == {
+        **entry(2, e2, "EU", 100), "total": 2, "percentile": 0.0, "gap_to_next": 201}
+    assert (await rank_of(client, e2, "GLOBAL")).json() == {
+        **entry(4, e2, "EU", 100), "total": 5, "percentile": 20.0, "gap_to_next": 201}
 
     # a score change moves a user
     r = await client.post("/score/update", json={"score": 1000},
@@ -570,7 +578,7 @@ async def test_empty_board(client: httpx.AsyncClient, clean: None) -> None:
     for region in REGIONS:
         r = await client.get("/top", params={"region": region})
         assert r.status_code == 200, r.text
-        assert r.json() == {"region": region, "total": 0, "entries": []}
+        assert r.json() == {"region": region, "total": 0, "entries": [], "next": None}
 
 
 async def test_write_rank_is_global_rank(client: httpx.AsyncClient, clean: None) -> None:
@@ -620,7 +628,8 @@ async def test_ties_first_to_reach_ranks_higher(client: httpx.AsyncClient, clean
     assert r.json() == entry(3, a, "EU", 777)
     assert await order() == [b, c, a]
     assert await order("EU") == [c, a]
-    assert (await rank_of(client, a, "EU")).json() == entry(2, a, "EU", 777)
+    assert (await rank_of(client, a, "EU")).json() == {  # equalling c is not enough: +1
+        **entry(2, a, "EU", 777), "total": 2, "percentile": 0.0, "gap_to_next": 1}
 
     # an entry created with the tied score via register also goes last
     d = uid("d")
@@ -650,21 +659,24 @@ async def test_around_me(client: httpx.AsyncClient, clean: None) -> None:
         return dict(r.json())
 
     # top edge: nothing above
-    assert await around(top, range=2) == {"region": "GLOBAL", "self": e[0], "around": e[1:3]}
+    assert await around(top, range=2) == {"region": "GLOBAL", "self": e[0], "around": e[1:3],
+                                          "total": 5}
     # bottom edge: nothing below
-    assert await around(bottom, range=2) == {"region": "GLOBAL", "self": e[4], "around": e[2:4]}
+    assert await around(bottom, range=2) == {"region": "GLOBAL", "self": e[4],
+                                             "around": e[2:4], "total": 5}
     # middle
     assert await around(mid, range=1) == {"region": "GLOBAL", "self": e[2],
-                                          "around": [e[1], e[3]]}
+                                          "around": [e[1], e[3]], "total": 5}
     # default range (10) and max range cover everyone else
-    assert await around(mid) == {"region": "GLOBAL", "self": e[2], "around": e[:2] + e[3:]}
+    assert await around(mid) == {"region": "GLOBAL", "self": e[2], "around": e[:2] + e[3:],
+                                 "total": 5}
     assert (await around(top, range=100))["around"] == e[1:]
     # region board: EU holds users 0, 2, 4 ranked 1..3
     eu = [entry(i + 1, u, "EU", s) for i, (u, _, s) in enumerate(users[::2])]
     assert await around(mid, region="eu", range=1) == {"region": "EU", "self": eu[1],
-                                                       "around": [eu[0], eu[2]]}
+                                                       "around": [eu[0], eu[2]], "total": 3}
     assert await around(bottom, region="EU", range=5) == {"region": "EU", "self": eu[2],
-                                                          "around": eu[:2]}
+                                                          "around": eu[:2], "total": 3}
     assert_error(await client.get(f"/around/{mid}", params={"region": "NA"}), 404, "not_found")
 
 
@@ -672,7 +684,8 @@ async def test_around_alone_on_board(client: httpx.AsyncClient, clean: None) -> 
     user, _ = await user_with_score(client, "ASIA", 12)
     r = await client.get(f"/around/{user}", params={"region": "ASIA", "range": 3})
     assert r.status_code == 200, r.text
-    assert r.json() == {"region": "ASIA", "self": entry(1, user, "ASIA", 12), "around": []}
+    assert r.json() == {"region": "ASIA", "self": entry(1, user, "ASIA", 12), "around": [],
+                        "total": 1}
 
 
 # -- query and path validation ------------------------------------------------------------

@@ -10,8 +10,10 @@ import asyncio
 import os
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -72,6 +74,7 @@ class Load:
     """Writes with strictly increasing values per user; what was acknowledged, what was sent."""
 
     users: list[str]
+    path: str = "/score/update"  # or a board's /boards/{b}/scores
     acked: dict[str, int] = field(default_factory=dict)
     sent: dict[str, int] = field(default_factory=dict)
     refused: int = 0
@@ -90,7 +93,7 @@ class Load:
                 value = self.sent.get(user, 0) + 1
                 self.sent[user] = value
                 try:
-                    r = await client.post("/score/update", json={"score": value},
+                    r = await client.post(self.path, json={"score": value},
                                           headers=tokens[user], timeout=10)
                 except httpx.HTTPError:
                     self.refused += 1
@@ -282,6 +285,66 @@ async def test_flushall_during_writes_loses_nothing_and_rebuilds(
         await direct.aclose()
     print(f"FLUSHALL: {load.acknowledged} acknowledged writes checked; health right after the "
           f"flush: warming={seen['health']['warming']}")  # type: ignore[index]
+
+
+async def test_flushall_rebuilds_a_boards_current_season_and_loses_nothing(
+    faults: Faults, fc: httpx.AsyncClient
+) -> None:
+    """A board in its third hourly season: after FLUSHALL the registry and that season come
+    back (from Postgres and the shards' unstored writes); every acknowledged write is there."""
+    admin = bearer(issue_token(faults.app.settings, "ops", "Ops", "GLOBAL", role="admin"))
+    start = datetime.now(UTC) - timedelta(hours=2, minutes=30)
+    bid = f"fl-{uuid.uuid4().hex[:10]}"
+    r = await fc.post("/boards", headers=admin, json={
+        "id": bid, "operator": "best", "reset": 3600, "start": start.isoformat()})
+    assert r.status_code == 201, r.text
+    load = Load(users("fb", 32), path=f"/boards/{bid}/scores")
+    direct = aioredis.Redis(port=faults.redis.port, decode_responses=True)
+    pg = await asyncpg.connect(faults.app.settings.dsn())
+
+    async def flush() -> None:
+        await asyncio.sleep(2)
+        await direct.flushall()
+        for _ in range(100):
+            if (await fc.get("/health")).json()["warming"] is False:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError("still warming")
+
+    try:
+        await asyncio.gather(load.run(fc, faults, 6), flush())
+        await drained(faults)
+        keys = faults.keys
+        generation = await direct.hget(keys.boards, bid)
+        assert generation  # the registry came back
+        p = keys.season(bid, generation, 3)
+        rows = {row["user_id"]: (row["score"], row["version"]) for row in await pg.fetch(
+            "SELECT user_id, score, version FROM leaderboard WHERE board = $1 AND season = 3",
+            bid)}
+        assert load.acknowledged > 0
+        for user, acked in load.acked.items():
+            h = await direct.hgetall(p.user(user))
+            score = int(h["score"])
+            assert acked <= score <= load.sent[user], (user, acked, score)
+            assert rows[user] == (score, int(h["version"]))
+        top = (await fc.get(f"/boards/{bid}/top", params={"limit": 1000})).json()
+        assert top["season"] == 3 and "warming" not in top and top["total"] >= len(load.acked)
+        assert [e["score"] for e in top["entries"]] == sorted(
+            (e["score"] for e in top["entries"]), reverse=True)
+        # once more without load: everything is in Postgres, so the rebuild alone brings it back
+        await direct.flushall()
+        for _ in range(100):
+            if await direct.exists(keys.epoch) and not await direct.exists(keys.warming):
+                break
+            await asyncio.sleep(0.1)
+        again = (await fc.get(f"/boards/{bid}/top", params={"limit": 1000})).json()
+        assert "warming" not in again and again == top
+        for user, (score, version) in rows.items():
+            h = await direct.hgetall(p.user(user))
+            assert (int(h["score"]), int(h["version"])) == (score, version)
+    finally:
+        await direct.aclose()
+        await pg.close()
 
 
 def test_proxy_closes_its_connections_without_leaving_tasks(

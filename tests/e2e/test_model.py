@@ -103,7 +103,11 @@ async def test_random_writes_match_model_then_postgres_matches_redis(
                 assert r.status_code == 404
                 continue
             board = model.board(region)
-            assert r.json() == model.entry(user, board.index(user) + 1)
+            i = board.index(user)
+            gap = None if i == 0 else model.score[board[i - 1]] + 1 - model.score[user]
+            assert r.json() == {**model.entry(user, i + 1), "total": len(board),
+                                "percentile": (10_000 * (len(board) - i - 1) // len(board)) / 100,
+                                "gap_to_next": gap}
         other = next(x for x in REGIONS[1:] if x != model.region[user])
         assert (await client.get(f"/rank/{user}", params={"region": other})).status_code == 404
 
@@ -119,6 +123,7 @@ async def test_random_writes_match_model_then_postgres_matches_redis(
             "region": region,
             "self": model.entry(user, i + 1),
             "around": [model.entry(u, j + 1) for j, u in enumerate(board) if lo <= j < hi and j != i],
+            "total": len(board),
         }
 
     await wait_drained(redis, service.settings)

@@ -17,6 +17,7 @@ import random
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,7 @@ from leaderboard.boards import Board
 from leaderboard.keys import Keys
 from leaderboard.settings import GLOBAL
 from tests.boards_model import BoardModel
-from tests.e2e.conftest import Service, bearer, register
+from tests.e2e.conftest import Service, Sharded, app_client, bearer, register
 from tests.e2e.test_boards import admin
 
 REGIONS = ("EU", "NA", "ASIA")
@@ -186,7 +187,7 @@ async def wait_archived(pg: asyncpg.Pool, run: Run, last: dict[str, int],
 
 
 async def scenario(client: httpx.AsyncClient, service: Service, pg: asyncpg.Pool,
-                   redis: aioredis.Redis,
+                   redis: list[aioredis.Redis],
                    chaos: Callable[[], Awaitable[None]] | None = None) -> None:
     run = await setup(client, service, pg)
     first = min(b.start_us for b in run.boards.values())
@@ -195,7 +196,9 @@ async def scenario(client: httpx.AsyncClient, service: Service, pg: asyncpg.Pool
     await asyncio.gather(*tasks, *([chaos()] if chaos else []))
     models = models_of(run)
     last = {bid: max(a.answer["season"] for a in run.acks if a.board == bid) for bid in models}
-    assert min(last.values()) >= BOUNDARIES + 1, last
+    seen = sorted(Counter((a.board[-4:], a.answer["season"], a.answer.get("improved"))
+                          for a in run.acks).items())
+    assert min(last.values()) >= BOUNDARIES + 1, (last, seen)
     for model in models.values():  # the live season, right after the writes
         await check_top(client, model, None)
     await wait_archived(pg, run, last)
@@ -211,8 +214,8 @@ async def scenario(client: httpx.AsyncClient, service: Service, pg: asyncpg.Pool
     print(f"seasons: {len(run.acks)} acknowledged writes over {sum(last.values())} seasons")
 
 
-async def check_storage(pg: asyncpg.Pool, redis: aioredis.Redis, service: Service, run: Run,
-                        models: dict[str, BoardModel], last: dict[str, int]) -> None:
+async def check_storage(pg: asyncpg.Pool, redis: list[aioredis.Redis], service: Service,
+                        run: Run, models: dict[str, BoardModel], last: dict[str, int]) -> None:
     """Archives hold each season's final scores; its rows and Redis keys are gone."""
     keys = Keys(service.settings.board)
     for bid, model in models.items():
@@ -226,7 +229,8 @@ async def check_storage(pg: asyncpg.Pool, redis: aioredis.Redis, service: Servic
         board = run.boards[bid]
         for season in range(1, last[bid] + 1):
             prefix = keys.season(bid, board.generation, season).prefix
-            assert not [k async for k in redis.scan_iter(match=f"{prefix}*", count=1000)]
+            for instance in redis:
+                assert not [k async for k in instance.scan_iter(match=f"{prefix}*", count=1000)]
         r = await asyncio.to_thread(httpx.get, f"{service.base_url}/boards/{bid}/seasons")
         listed = {s["number"]: s["entries"] for s in r.json()["seasons"] if s["ended_at"]}
         assert listed == {s: len(e) for s, e in model.seasons.items()
@@ -236,7 +240,7 @@ async def check_storage(pg: asyncpg.Pool, redis: aioredis.Redis, service: Servic
 async def test_seasons_roll_over_exactly_under_concurrent_writes(
     client: httpx.AsyncClient, service: Service, pg: asyncpg.Pool, redis: aioredis.Redis
 ) -> None:
-    await scenario(client, service, pg, redis)
+    await scenario(client, service, pg, [redis])
 
 
 async def test_seasons_survive_shard_restarts_and_a_killed_writer(
@@ -259,4 +263,52 @@ async def test_seasons_survive_shard_restarts_and_a_killed_writer(
         r = await client.get("/admin/writers", headers=admin_headers)
         os.kill(int(r.json()["writers"][0]["pid"]), signal.SIGKILL)
 
-    await scenario(client, service, pg, redis, chaos)
+    await scenario(client, service, pg, [redis], chaos)
+
+
+async def test_seasons_roll_over_exactly_on_two_redis_instances(sharded: Sharded) -> None:
+    """EU and ASIA on a second instance: their writes fold into GLOBAL on the first; each
+    instance is fenced, drained and freed by its own shards."""
+    s = sharded.app.settings
+    pool = await asyncpg.create_pool(s.dsn(), min_size=1, max_size=4)
+    main = aioredis.Redis.from_url(s.redis_url, decode_responses=True)
+    other = aioredis.Redis.from_url(sharded.second.url, decode_responses=True)
+    try:
+        async with app_client(sharded.app) as client:
+            await scenario(client, sharded.app, pool, [main, other])
+    finally:
+        await pool.close()
+        await main.aclose()
+        await other.aclose()
+
+
+async def test_a_season_with_a_dead_letter_waits_and_health_says_so(
+    client: httpx.AsyncClient, service: Service, pg: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    bid = f"dl{uuid.uuid4().hex[:8]}"
+    r = await client.post("/boards", headers=admin(service), json={"id": bid, "reset": 1})
+    assert r.status_code == 201, r.text
+    user = f"dl-{uuid.uuid4().hex[:8]}"
+    token = await register(client, user, "NA")
+    r = await client.post(f"/boards/{bid}/scores", json={"score": 5}, headers=bearer(token))
+    season = r.json()["season"]
+    dead = Keys(service.settings.board).dead("NA")
+    entry = await redis.xadd(dead, {"e": f"5 9 9 9 NA {user} X", "b": f"{bid} {season}",
+                                    "_error": "refused by Postgres"})
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            health = (await client.get("/health")).json()
+            if {"board": bid, "season": season} in health.get("archive_blocked", []):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError(f"/health never listed the blocked season: {health}")
+        assert await pg.fetchval("SELECT archived_through FROM boards WHERE id = $1",
+                                 bid) < season
+    finally:
+        await redis.xdel(dead, entry)
+    deadline = time.monotonic() + 30
+    while await pg.fetchval("SELECT archived_through FROM boards WHERE id = $1", bid) < season:
+        assert time.monotonic() < deadline, "the season was not archived after the repair"
+        await asyncio.sleep(0.2)

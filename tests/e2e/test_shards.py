@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -18,65 +17,17 @@ import pytest
 import redis.asyncio as aioredis
 
 from leaderboard.keys import Keys, member_for
-from leaderboard.pipeline.db import ensure_database
 from leaderboard.serve.auth import issue_token
 from leaderboard.settings import GLOBAL
-from leaderboard.shards import Topology
-from tests.e2e.conftest import Service, app_client, bearer, deploy, s_db, wait_drained, wait_stored
-from tests.e2e.servers import OwnRedis
-
-REGIONS = ["GLOBAL", "ASIA", "EU", "NA"]
-BOARD = "shd"
-
-
-@dataclass
-class Sharded:
-    app: Service
-    second: OwnRedis
-    topology: Topology
-
-
-async def forget_board(settings_url: str, dsn: str) -> None:
-    """Earlier runs' keys of this board on the shared Redis, and its rows."""
-    r = aioredis.Redis.from_url(settings_url, decode_responses=True)
-    async for key in r.scan_iter(match=f"lb:{BOARD}:*", count=1000):
-        await r.delete(key)
-    await r.aclose()
-    pg = await asyncpg.connect(dsn)
-    await pg.execute("TRUNCATE leaderboard, credentials")
-    await pg.close()
-
-
-@pytest.fixture(scope="session")
-def sharded(service: Service) -> Iterator[Sharded]:
-    import ray
-    from ray import serve
-
-    from leaderboard.actors.router import shard_actor_name
-    from leaderboard.pipeline.pool import writer_actor_name
-
-    second = OwnRedis(persistent=False)
-    second.start()
-    s = service.settings.model_copy(update={
-        "board": BOARD, "regions": ",".join(REGIONS), "writer_pool_size": 1,
-        "redis_shards": f"EU={second.url},ASIA={second.url}", "region_splits": "EU=3",
-        "rate_limits_enabled": False, "pgdatabase": s_db(service, BOARD),
-    })
-    asyncio.run(ensure_database(s))
-    asyncio.run(forget_board(s.redis_url, s.dsn()))
-    topology = Topology.of(s)
-    try:
-        yield Sharded(deploy(s, "shards", "/shd"), second, topology)
-    finally:
-        serve.delete("shards")
-        names = [shard_actor_name(s, x) for x in topology.all_shards()]
-        names += [writer_actor_name(s, i) for i in range(s.writer_pool_size)]
-        for name in names:
-            try:
-                ray.kill(ray.get_actor(name, namespace=s.ray_namespace))
-            except ValueError:
-                pass
-        second.stop()
+from tests.e2e.conftest import SHARDED_BOARD as BOARD
+from tests.e2e.conftest import SHARDED_REGIONS as REGIONS
+from tests.e2e.conftest import (
+    Sharded,
+    app_client,
+    bearer,
+    wait_drained,
+    wait_stored,
+)
 
 
 @pytest.fixture
@@ -155,7 +106,8 @@ async def test_two_instances_concurrent_writes_match_the_model(
     pg = await asyncpg.connect(s.dsn())
     try:
         rows = {r["user_id"]: (r["score"], r["version"])
-                for r in await pg.fetch("SELECT user_id, score, version FROM leaderboard")}
+                for r in await pg.fetch("SELECT user_id, score, version FROM leaderboard "
+                                        "WHERE board = 'default'")}
     finally:
         await pg.close()
     assert rows == {u: (model[u], version[u]) for u in users}
@@ -164,3 +116,69 @@ async def test_two_instances_concurrent_writes_match_the_model(
     assert health["status"] == "ok" and set(health["redis_instances"].values()) == {"ok"}
     assert set(health["backlog"]) == set(t.all_shards())
     assert health["global"]["folded_fast"] > 0 and health["global"]["oldest_unconfirmed_ms"] == 0
+
+
+async def test_an_asc_best_board_on_two_instances_matches_the_model(
+    sharded: Sharded, sc: httpx.AsyncClient
+) -> None:
+    """A board of its own (lowest first, keep the best) across both instances: every write
+    answers its GLOBAL rank (folded by the fast path), and every board equals the model."""
+    s, t = sharded.app.settings, sharded.topology
+    keys = Keys(BOARD)
+    bid = f"asc-{random.randrange(10**9)}"  # the app's database outlives a run
+    admin = bearer(issue_token(s, "ops", "Ops", GLOBAL, role="admin"))
+    r = await sc.post("/boards", json={"id": bid, "order": "asc", "operator": "best"},
+                      headers=admin)
+    assert r.status_code == 201, r.text
+    users = [f"a-{i:03d}" for i in range(40)]
+    rng = random.Random(12)
+    plans = {u: [rng.randrange(-50, 50) for _ in range(8)] for u in users}
+    model: dict[str, int] = {}
+
+    async def play(user: str) -> None:
+        headers = bearer(issue_token(s, user, f"N {user}", region_of(user)))
+        for value in plans[user]:
+            r = await sc.post(f"/boards/{bid}/scores", json={"score": value}, headers=headers)
+            assert r.status_code == 200, r.text
+            improved = user not in model or value < model[user]
+            model[user] = value if improved else model[user]
+            body = r.json()
+            assert (body["score"], body["improved"], body["season"]) == (model[user], improved, 1)
+            assert body["rank"] >= 1, body  # a GLOBAL rank, for EU and ASIA users too
+
+    await asyncio.gather(*(play(u) for u in users))
+    main = aioredis.Redis.from_url(s.redis_url, decode_responses=True)
+    other = aioredis.Redis.from_url(sharded.second.url, decode_responses=True)
+    try:
+        await wait_drained(main, s)
+        await wait_stored(sharded.app)
+        generation = await main.hget(keys.boards, bid)
+        p = keys.season(bid, generation, 1)
+        home = {u: other if t.is_remote(region_of(u)) else main for u in users}
+        reached = {u: int(await home[u].hget(p.user(u), "reached")) for u in users}
+        assert await main.smembers(keys.seasons(bid, generation)) == {"1"}
+        assert await other.exists(p.board("EU")) and not await other.exists(p.board(GLOBAL))
+    finally:
+        await main.aclose()
+        await other.aclose()
+
+    def expected(region: str) -> list[tuple[str, int]]:
+        mine = [u for u in users if region == GLOBAL or region_of(u) == region]
+        mine.sort(key=lambda u: (-model[u], member_for(u, reached[u])), reverse=True)
+        return [(u, model[u]) for u in mine]
+
+    for region in REGIONS:
+        top = (await sc.get(f"/boards/{bid}/top", params={"region": region, "limit": 1000})).json()
+        assert [(e["user_id"], e["score"]) for e in top["entries"]] == expected(region), region
+    order = [u for u, _ in expected(GLOBAL)]
+    for user in users[::5]:
+        got = (await sc.get(f"/boards/{bid}/rank/{user}", params={"region": GLOBAL})).json()
+        assert got["rank"] == order.index(user) + 1 and got["score"] == model[user]
+    pg = await asyncpg.connect(s.dsn())
+    try:
+        rows = {r["user_id"]: r["score"] for r in await pg.fetch(
+            "SELECT user_id, score FROM leaderboard WHERE board = $1 AND season = 1", bid)}
+    finally:
+        await pg.close()
+    assert rows == model
+    assert (await sc.delete(f"/boards/{bid}", headers=admin)).status_code == 204

@@ -23,7 +23,8 @@ async def test_top_limit_and_total(settings: Settings, redis: aioredis.Redis) ->
     assert [(e["rank"], e["user_id"], e["score"]) for e in top["entries"]] == [
         (1, "u11", 11), (2, "u10", 10), (3, "u09", 9), (4, "u08", 8), (5, "u07", 7)
     ]
-    assert (await Ranker(settings).top("NA", 5)) == {"region": "NA", "entries": [], "total": 0}
+    assert (await Ranker(settings).top("NA", 5)) == {"region": "NA", "entries": [], "total": 0,
+                                                     "next": None}
 
 
 async def test_rank_missing_user_or_other_board_is_none(
@@ -34,7 +35,8 @@ async def test_rank_missing_user_or_other_board_is_none(
     assert await ranker.rank("EU", "ghost") is None
     assert await ranker.rank("NA", "u01") is None
     assert await ranker.rank("EU", "u01") == {
-        "rank": 2, "user_id": "u01", "name": "N1", "region": "EU", "score": 1
+        "rank": 2, "user_id": "u01", "name": "N1", "region": "EU", "score": 1,
+        "total": 3, "percentile": 33.33, "gap_to_next": 2,  # u02 holds 2: 3 passes it
     }
 
 

@@ -10,11 +10,15 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
+from leaderboard.actors.shard import RegionShard, WriteCommand
+from leaderboard.boards import Board, generation_of
 from leaderboard.keys import Keys
 from leaderboard.reconcile import reconcile
 from leaderboard.serve.ranking import Ranker
 from leaderboard.settings import Settings
 from tests.integration.test_recovery import REGIONS, populate
+from tests.integration.test_rollover import INSERT as INSERT_BOARD
+from tests.integration.test_writer import drain, make_writer
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reconcile.py"
 
@@ -68,3 +72,36 @@ async def test_script_reports_and_exit_status(
     drifted = subprocess.run([sys.executable, str(SCRIPT), "--dry-run"], env=env,
                              capture_output=True, text=True, timeout=60)
     assert drifted.returncode == 1 and "Postgres older than Redis: 1" in drifted.stdout
+
+
+async def test_a_boards_live_season_is_reconciled_with_its_sort_key(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    now = int((await redis.time())[0]) * 1_000_000
+    board = Board("laps", "Laps", "asc", "best", 3600, now - 1, generation_of(now))
+    await pg.execute(INSERT_BOARD, *board.row().values())
+    keys = Keys(settings.board)
+    await redis.hset(keys.boards, board.id, board.generation)
+    shard = RegionShard(settings, "EU", {board.id: board}.get)
+    for user, score in (("ann", 30), ("bo", 20), ("cy", 25)):
+        assert (await shard.write(WriteCommand(user, user, "EU", "set", score,
+                                               board="laps"))).status == "ok"
+    writer = make_writer(settings, redis, pg, "w-reconcile")
+    await writer.start()
+    await drain(writer)
+    season = board.schedule.season_at(now) or 1
+    names = keys.season("laps", board.generation, season)
+    lost = await redis.hgetall(names.user("bo"))
+    await redis.delete(names.user("bo"))
+    await redis.zrem(names.board("EU"), lost["member"])
+    await redis.zrem(names.board("GLOBAL"), lost["member"])
+    report = await reconcile(redis, pg, keys, board=board, season=season)
+    assert report.redis_behind == ["bo"] and report.users_in_postgres == 3
+    # asc: the restored entry sits by its sort key (-20), first
+    assert await redis.zrevrange(names.board("EU"), 0, 0) == [lost["member"]]
+    assert (await reconcile(redis, pg, keys, board=board, season=season)).drift == 0
+    env = {**os.environ, "BOARD": settings.board}
+    out = subprocess.run([sys.executable, str(SCRIPT), "--board", "laps"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and f"board laps (namespace {settings.board}), season " \
+        f"{season}:" in out.stdout, out.stdout + out.stderr

@@ -99,8 +99,6 @@ def expected(model: BoardModel, season: int, region: str = GLOBAL) -> list[tuple
 
 @pytest.fixture
 async def rig(settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool) -> Rig:
-    await pg.execute("TRUNCATE season_archive, archive_entries, drain_marks CASCADE")
-    await pg.execute("DELETE FROM boards WHERE id <> 'default'")
     return Rig(settings, redis, pg)
 
 

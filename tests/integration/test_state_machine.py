@@ -41,6 +41,7 @@ from hypothesis.stateful import (
 )
 
 from leaderboard.actors.shard import RegionShard, WriteCommand, WriteResult
+from leaderboard.cursor import Cursor
 from leaderboard.keys import Keys
 from leaderboard.serve.ranking import Ranker
 from leaderboard.settings import GLOBAL, MAX_SCORE, Settings
@@ -276,13 +277,29 @@ class LeaderboardMachine(RuleBasedStateMachine):
         for region in REGIONS:
             expected = self.model.ranked(region)
             top = self.run(self.ranker.top(region, 1000))
-            assert top == {"region": region, "entries": expected, "total": len(expected)}, region
+            assert top == {"region": region, "entries": expected, "total": len(expected),
+                           "next": None}, region
 
     @rule(region=st.sampled_from(REGIONS), limit=st.integers(1, 10))
     def top_limit(self, region: str, limit: int) -> None:
+        """Pages by cursor walk the whole board in rank order, each entry once."""
         expected = self.model.ranked(region)
         top = self.run(self.ranker.top(region, limit))
-        assert top == {"region": region, "entries": expected[:limit], "total": len(expected)}
+        pages, seen = 1, list(top["entries"])
+        while top["next"] is not None:
+            assert len(top["entries"]) == limit and top["total"] == len(expected)
+            cursor = Cursor.decode(top["next"])
+            top = self.run(self.ranker.top(region, limit, f"after:{cursor.sort_key}:"
+                                                          f"{cursor.member}"))
+            seen += top["entries"]
+            pages += 1
+        assert seen == expected and pages == max(1, -(-len(expected) // limit))
+
+    @rule(region=st.sampled_from(REGIONS), first=st.integers(1, 12), limit=st.integers(1, 4))
+    def top_from_rank(self, region: str, first: int, limit: int) -> None:
+        expected = self.model.ranked(region)
+        top = self.run(self.ranker.top(region, limit, f"rank:{first - 1}"))
+        assert top["entries"] == expected[first - 1:first - 1 + limit]
 
     @rule(region=st.sampled_from(REGIONS), user=st.sampled_from(sorted(USERS)),
           span=st.integers(1, 5))
@@ -294,13 +311,21 @@ class LeaderboardMachine(RuleBasedStateMachine):
             assert got_rank is None and got_around is None, (region, user)
             return
         i = board.index(user)
-        assert got_rank == self.model.entry(user, i + 1)
         ranked = self.model.ranked(region)
+        total = len(ranked)
+        # the gap: one more than the entry above (who reached that score first keeps the tie)
+        gap = None if i == 0 else ranked[i - 1]["score"] + 1 - ranked[i]["score"]
+        if gap is not None and ranked[i]["score"] + gap > MAX_SCORE:
+            gap = None
+        assert got_rank == {**self.model.entry(user, i + 1), "total": total,
+                            "percentile": int(10_000 * (total - i - 1) / total) / 100,
+                            "gap_to_next": gap}
         window = ranked[max(0, i - span): i + span + 1]
         assert got_around == {
             "region": region,
             "self": ranked[i],
             "around": [e for e in window if e["user_id"] != user],
+            "total": total,
         }
 
     @invariant()

@@ -227,9 +227,10 @@ async def test_query_validation_and_defaults(client: httpx.AsyncClient) -> None:
     r = await client.get("/top", params={"limit": 0})
     assert r.status_code == 422
     assert r.json()["detail"].startswith("query.limit: ")
-    assert (await client.get("/top")).json()["query"] == {"region": "GLOBAL", "limit": 100}
+    assert (await client.get("/top")).json()["query"] == {"region": "GLOBAL", "limit": 100,
+                                                         "cursor": None, "from_rank": None}
     r = await client.get("/top", params={"limit": "7", "region": "EU", "other": "x"})
-    assert r.json()["query"] == {"region": "EU", "limit": 7}
+    assert r.json()["query"] == {"region": "EU", "limit": 7, "cursor": None, "from_rank": None}
 
 
 async def test_path_parameter_validation(client: httpx.AsyncClient) -> None:

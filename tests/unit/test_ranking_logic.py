@@ -12,7 +12,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from leaderboard.errors import Unavailable
 from leaderboard.models import RankEntry
-from leaderboard.serve.ranking import Ranker, entries_from
+from leaderboard.serve.answers import entries_from
+from leaderboard.serve.ranking import Ranker
 
 
 def test_empty() -> None:
@@ -93,12 +94,12 @@ def ranker(make_settings) -> Ranker:  # type: ignore[no-untyped-def]
 def use(ranker: Ranker, kind: str, fake: FakeScript) -> FakeScript:
     """Replace one read script on every instance the ranker reads."""
     for region, scripts in ranker._scripts.items():
-        ranker._scripts[region] = replace(scripts, **{kind: fake})
+        ranker._scripts[region] = replace(scripts, default={**scripts.default, kind: fake})
     return fake
 
 
 async def test_top(ranker: Ranker) -> None:
-    top = use(ranker, "top", FakeScript([2, "a", "A", "EU", "9", "b", "B", "NA", "8"]))
+    top = use(ranker, "top", FakeScript([2, 0, "", "", "a", "A", "EU", "9", "b", "B", "NA", "8"]))
     out = await ranker.top("GLOBAL", 2)
     assert out == {
         "region": "GLOBAL",
@@ -107,20 +108,23 @@ async def test_top(ranker: Ranker) -> None:
             {"rank": 1, "user_id": "a", "name": "A", "region": "EU", "score": 9},
             {"rank": 2, "user_id": "b", "name": "B", "region": "NA", "score": 8},
         ],
+        "next": None,
     }
     assert top.calls == [(["lb:b1:board:GLOBAL", "lb:b1:epoch", "lb:b1:warming"],
-                          [2, "lb:b1:user:"])]
+                          [2, "lb:b1:user:", "", "", ""])]
 
 
 async def test_top_of_empty_board(ranker: Ranker) -> None:
-    use(ranker, "top", FakeScript([0]))
-    assert await ranker.top("EU", 10) == {"region": "EU", "entries": [], "total": 0}
+    use(ranker, "top", FakeScript([0, 0, "", ""]))
+    assert await ranker.top("EU", 10) == {"region": "EU", "entries": [], "total": 0,
+                                          "next": None}
 
 
 async def test_rank_is_one_based(ranker: Ranker) -> None:
-    rank = use(ranker, "rank", FakeScript([0, "Alice", "EU", "100"]))
+    rank = use(ranker, "rank", FakeScript([0, "Alice", "EU", "100", 4, ""]))
     assert await ranker.rank("EU", "alice") == {
-        "rank": 1, "user_id": "alice", "name": "Alice", "region": "EU", "score": 100}
+        "rank": 1, "user_id": "alice", "name": "Alice", "region": "EU", "score": 100,
+        "total": 4, "percentile": 75.0, "gap_to_next": None}
     assert rank.calls[0][0] == ["lb:b1:board:EU", "lb:b1:user:alice", "lb:b1:epoch",
                                 "lb:b1:warming"]
 
@@ -133,7 +137,7 @@ async def test_rank_absent_user(ranker: Ranker) -> None:
 async def test_around_splits_self_from_neighbours(ranker: Ranker) -> None:
     # self at rank0 3 (rank 4), slice starts at rank0 2
     flat = ["b", "B", "EU", "30", "me", "Me", "EU", "20", "d", "D", "EU", "10"]
-    around = use(ranker, "around", FakeScript([3, 2, *flat]))
+    around = use(ranker, "around", FakeScript([3, 2, 9, *flat]))
     out = await ranker.around("EU", "me", 1)
     assert out is not None
     assert out["self"] == {"rank": 4, "user_id": "me", "name": "Me", "region": "EU", "score": 20}
@@ -142,7 +146,7 @@ async def test_around_splits_self_from_neighbours(ranker: Ranker) -> None:
 
 
 async def test_around_at_top_of_board(ranker: Ranker) -> None:
-    use(ranker, "around", FakeScript([0, 0, "me", "Me", "EU", "99", "x", "X", "EU", "1"]))
+    use(ranker, "around", FakeScript([0, 0, 2, "me", "Me", "EU", "99", "x", "X", "EU", "1"]))
     out = await ranker.around("EU", "me", 5)
     assert out is not None and out["self"]["rank"] == 1
     assert [e["user_id"] for e in out["around"]] == ["x"]

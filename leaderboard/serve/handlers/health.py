@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from leaderboard.errors import Unavailable
 from leaderboard.fold import FoldLag, InstanceHealth, oldest_event_ages
 from leaderboard.redis_client import REDIS_DOWN
+from leaderboard.rollover import dead_lettered
 from leaderboard.serve.asgi import Call, Reply
 from leaderboard.serve.context import Context
 from leaderboard.shards import redacted
@@ -28,6 +30,8 @@ async def health(ctx: Context, _: Call) -> Reply:
         "dead_letters": {k: v for st in states for k, v in st.dead.items()},
         "live": ctx.live.stats(),  # this replica's streams (docs/live.md)
     }
+    if any(body["dead_letters"].values()) and redis_ok:
+        body["archive_blocked"] = await _archive_blocked(ctx)
     if len(states) > 1:
         body["redis_instances"] = {redacted(url): st.state
                                    for url, st in zip(ctx.instances, states, strict=True)}
@@ -68,6 +72,20 @@ async def _global(ctx: Context, states: list[InstanceHealth]) -> dict[str, Any]:
     return {**FoldLag.from_hash(stats).as_dict(),
             "oldest_unconfirmed_ms": max(unconfirmed.values(), default=0),
             "unconfirmed_by_shard": unconfirmed}
+
+
+async def _archive_blocked(ctx: Context) -> list[dict[str, Any]]:
+    """Ended seasons not archived because a write of theirs is in a dead-letter stream."""
+    now = int(time.time() * 1_000_000)
+    blocked = []
+    for board_id, season in sorted(await dead_lettered(ctx.instances, ctx.topology, ctx.keys)):
+        board = ctx.boards.get(board_id)
+        if board is None or not board.resets:
+            continue
+        end = board.schedule.bounds(season)[1]
+        if end is not None and end <= now and season > ctx.boards.archived(board_id):
+            blocked.append({"board": board_id, "season": season})
+    return blocked
 
 
 async def _postgres(ctx: Context) -> str:

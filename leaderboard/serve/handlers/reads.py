@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leaderboard.cursor import Cursor, CursorInvalid
 from leaderboard.errors import NotFound
 from leaderboard.serve.asgi import Call, Reply
 from leaderboard.serve.context import Context
@@ -25,9 +26,35 @@ async def _request(ctx: Context, call: Call, kind: str, arg: int, user_id: str =
 
 
 async def top(ctx: Context, call: Call) -> Reply:
-    """The board's first ``limit`` entries and its size (of the live season, or ``season``)."""
-    body = await ctx.read(await _request(ctx, call, "top", call.query.limit))
+    """A page of ``limit`` entries and the board's size (of the live season, or ``season``):
+    from rank 1, from ``from_rank``, or after the position a ``cursor`` names."""
+    request = await _request(ctx, call, "top", call.query.limit)
+    request = _paged(request, call.query.cursor, call.query.from_rank)
+    body = await ctx.read(request)
     assert body is not None  # a board always answers top, empty or not
+    return Reply(200, body)
+
+
+def _paged(request: ReadRequest, cursor: str | None, from_rank: int | None) -> ReadRequest:
+    """Where the page starts. A cursor pins its season: paging that began in a live season
+    that has ended since goes on in that season."""
+    if cursor is not None and from_rank is not None:
+        raise CursorInvalid("give cursor or from_rank, not both")
+    if from_rank is not None:
+        return request._replace(start=f"rank:{from_rank - 1}")
+    if cursor is None:
+        return request
+    found = Cursor.decode(cursor)
+    found.check(request.board, request.region, request.season or None)
+    season = found.season if request.board else 0
+    return request._replace(start=f"after:{found.sort_key}:{found.member}", season=season)
+
+
+async def ranks(ctx: Context, call: Call) -> Reply:
+    """The listed users' entries (friends), in rank order, and the ids not on the board."""
+    ids = call.query.ids()
+    body = await ctx.read(await _request(ctx, call, "ranks", 0, ",".join(ids)))
+    assert body is not None
     return Reply(200, body)
 
 
