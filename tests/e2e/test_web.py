@@ -109,11 +109,12 @@ def test_page_is_live_searchable_and_shows_archives(browser: WebDriver, service:
     moves = {u: m for u, _, m in rows(browser)}
     assert moves[users[3]] == "new" and moves[users[1]] == "down" and moves[users[2]] == "down"
 
-    # search a player: rank, share of the board, gap to the next rank, players around
+    # search a player: rank, percentile, gap to the next rank, players around
     browser.find_element(By.ID, "search-id").send_keys(users[1])
     browser.find_element(By.CSS_SELECTOR, "#search button").click()
     found = wait(browser, lambda d: d.find_element(By.ID, "found").text or None)
-    assert "Rank 3 of 4 (top 75.0%)" in found and "50 behind rank 2" in found
+    # 1 of 4 ranked below: 25%; 250 vs 200, ties to who was first: 51 to pass
+    assert "Rank 3 of 4: ahead of 25.0% of players" in found and "51 to pass rank 2" in found
     around = browser.find_elements(By.CSS_SELECTOR, "#found ol.around li")
     assert [li.get_attribute("data-rank") for li in around] == ["1", "2", "3", "4"]
     browser.save_screenshot(str(REPORTS / "web.png"))  # docs/web.png is one of these

@@ -180,14 +180,17 @@ async function selectBoard() {
   await show();
 }
 
-function describe(found, total) {
+function describe(found, rank) {
+  // rank: GET /boards/{b}/rank/{id}, with total, percentile and gap_to_next where the service
+  // gives them; otherwise worked out here from the rank, the total and the entry above
   const me = found.self;
+  const total = rank.total || 0;
   const above = found.around.filter((e) => e.rank === me.rank - 1)[0];
-  const share = total ? ((me.rank / total) * 100) : 100;
+  const percentile = rank.percentile ?? (total ? ((total - me.rank) / total) * 100 : 0);
+  const gap = rank.gap_to_next ?? (above ? Math.abs(above.score - me.score) + 1 : null);
   const lines = [
-    `Rank ${me.rank} of ${total.toLocaleString()} (top ${share.toFixed(share < 1 ? 2 : 1)}%)`,
-    above ? `${Math.abs(above.score - me.score).toLocaleString()} behind rank ${above.rank} (${above.name})`
-          : "Leading",
+    `Rank ${me.rank} of ${total.toLocaleString()}: ahead of ${Number(percentile).toFixed(1)}% of players`,
+    above ? `${gap.toLocaleString()} to pass rank ${above.rank} (${above.name})` : "Leading",
   ];
   const out = $("found");
   out.replaceChildren();
@@ -218,17 +221,18 @@ async function search(event) {
   event.preventDefault();
   const id = $("search-id").value.trim();
   const query = new URLSearchParams({ region: region(), range: 2 });
-  const topQuery = new URLSearchParams({ region: region(), limit: 1 });
+  const rankQuery = new URLSearchParams({ region: region() });
   if (archived()) {
     query.set("season", $("season").value);
-    topQuery.set("season", $("season").value);
+    rankQuery.set("season", $("season").value);
   }
   try {
-    const [found, top] = await Promise.all([
-      api(`/boards/${board()}/around/${encodeURIComponent(id)}?${query}`),
-      api(`/boards/${board()}/top?${topQuery}`),
+    const path = `/boards/${board()}`;
+    const [found, rank] = await Promise.all([
+      api(`${path}/around/${encodeURIComponent(id)}?${query}`),
+      api(`${path}/rank/${encodeURIComponent(id)}?${rankQuery}`),
     ]);
-    describe(found, top.total);
+    describe(found, rank);
   } catch (error) {
     $("found").textContent = error.status === 404 ? `${id} has no score on this board` : error.message;
   }
