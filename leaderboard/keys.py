@@ -161,6 +161,11 @@ class Keys:
     def rebuild_lock(self) -> str:
         return f"{self.prefix}rebuild-lock"
 
+    @property
+    def live(self) -> str:
+        """Pub/sub channel: the ``board/region`` pairs a shard's write group changed."""
+        return f"{self.prefix}live"
+
 
 def member_for(user_id: str, reached: int) -> str:
     """The ZSET member of a user who reached their score at version ``reached``."""

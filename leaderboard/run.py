@@ -69,7 +69,8 @@ def main() -> None:
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(build_app(settings, config.deployments), name=config.name,
                   route_prefix=config.route_prefix, logging_config=config.logging_config)
-        log.info("serving on http://%s:%d (docs at /docs); Ctrl-C stops", settings.host, settings.port)
+        log.info("serving on http://%s:%d/ (the web page; API docs at /docs); Ctrl-C stops",
+                 settings.host, settings.port)
         stop.wait()
         log.info("stopping")
     finally:

@@ -208,6 +208,9 @@ class Settings(StoreSettings):
     local_ray_cpus: int = Field(8, ge=1, alias="LOCAL_RAY_CPUS")
     placement_label: str = Field("region", alias="PLACEMENT_LABEL")
 
+    live_heartbeat_s: float = Field(15.0, gt=0, le=300, alias="LIVE_HEARTBEAT_S")
+    live_max_watchers: int = Field(3000, ge=0, alias="LIVE_MAX_WATCHERS")  # per gateway replica
+
     @field_validator("jwt_secret")
     @classmethod
     def _secret_long_enough(cls, v: SecretStr) -> SecretStr:

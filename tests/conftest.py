@@ -18,6 +18,7 @@ os.environ.setdefault("PGDATABASE", "leaderboard_test")
 os.environ.setdefault("PASSWORD_SCRYPT_N", "1024")  # keep sign-ups cheap in tests
 os.environ.setdefault("RATE_LIMITS_ENABLED", "false")  # on only where a test sets limits
 os.environ.setdefault("WRITER_BATCH_WAIT_MS", "20")
+os.environ.setdefault("LIVE_HEARTBEAT_S", "2")  # the live tests see a heartbeat soon
 os.environ.setdefault("PORT", os.environ.get("TEST_HTTP_PORT", "18000"))
 os.environ.setdefault("RAY_NAMESPACE", "leaderboard-test")
 

@@ -7,8 +7,9 @@ and what is described cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl
@@ -52,6 +53,15 @@ class Reply:
         return self
 
 
+@dataclass
+class Stream(Reply):
+    """A streamed answer (Server-Sent Events): the status and headers at once, then each
+    chunk ``chunks`` yields, until it ends or the client goes away (the iterator is then
+    closed, so its ``finally`` releases what it held)."""
+
+    chunks: AsyncIterator[bytes] | None = None
+
+
 @dataclass(frozen=True)
 class Call:
     """One request as a handler sees it: validated inputs, nothing framework-shaped."""
@@ -86,6 +96,7 @@ class Route:
     errors: tuple[int, ...] = ()
     tag: str = "leaderboard"
     responses: dict[int, type[BaseModel]] = field(default_factory=dict)
+    stream: bool = False  # answers text/event-stream (the handler returns a ``Stream``)
 
 
 @dataclass
@@ -248,6 +259,9 @@ class App:
             reply = await self._answer(scope, receive)
         except Exception as exc:  # the one place every failure becomes an answer
             reply = error_reply(as_service_error(exc))
+        if isinstance(reply, Stream) and reply.chunks is not None:
+            await _stream(reply, reply.chunks, receive, send)
+            return
         await send({"type": "http.response.start", "status": reply.status,
                     "headers": [(b"content-type", reply.content_type),
                                 (b"content-length", str(len(reply.body)).encode()),
@@ -277,6 +291,33 @@ class App:
             root_path=root,
         )
         return await route.handler(self._context, call)
+
+
+async def _stream(reply: Reply, chunks: AsyncIterator[bytes], receive: Receive,
+                  send: Send) -> None:
+    """Send ``chunks`` as they come; stop when they end or the client disconnects."""
+    await send({"type": "http.response.start", "status": reply.status,
+                "headers": [(b"content-type", reply.content_type), *reply.headers]})
+
+    async def pump() -> None:
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(gone())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when Serve cancels this request: nothing of the stream outlives it
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _lifespan(receive: Receive, send: Send,

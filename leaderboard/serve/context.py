@@ -22,6 +22,7 @@ from leaderboard.serve import auth
 from leaderboard.serve.asgi import Route
 from leaderboard.serve.batching import MicroBatcher
 from leaderboard.serve.failures import RAY_UNAVAILABLE
+from leaderboard.serve.live import LiveHub
 from leaderboard.serve.pg import Postgres
 from leaderboard.serve.ranking import Answer, ReadRequest
 from leaderboard.serve.refusals import refusal
@@ -70,6 +71,8 @@ class Context:
         self._reads: MicroBatcher[ReadRequest, Answer] = MicroBatcher(
             self._read_sender, max_size=size, max_wait_s=wait,
             max_inflight=settings.batch_max_inflight * ranking_replicas)
+        self.live = LiveHub(self.read, self.boards.get, settings.redis_url, self.keys.live,
+                            settings.live_max_watchers)
 
     @staticmethod
     def _shard_sender(handle: Any) -> Any:

@@ -82,6 +82,10 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
                                           **({"content": _content(route.response)}
                                              if route.response else {})}},
     }
+    if route.stream:
+        op["responses"][str(route.status)] = {
+            "description": "Server-Sent Events (README, Live updates)",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}}}
     if route.idempotency:
         op["parameters"].append({"name": "Idempotency-Key", "in": "header", "required": False,
                                  "schema": TypeAdapter(IdemKey).json_schema()})

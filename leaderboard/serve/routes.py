@@ -43,7 +43,17 @@ from leaderboard.models import (
     WritersResponse,
 )
 from leaderboard.serve.asgi import Handler, Route
-from leaderboard.serve.handlers import admin, auth, boards, health, reads, scores, users
+from leaderboard.serve.handlers import (
+    admin,
+    auth,
+    boards,
+    health,
+    live,
+    page,
+    reads,
+    scores,
+    users,
+)
 from leaderboard.serve.openapi import doc_routes
 
 
@@ -90,6 +100,8 @@ API: list[Route] = [
     Route("GET", "/boards/{board}/around/{user_id}", reads.around,
           query=BoardAroundQuery, path_model=BoardUserPath, response=AroundResponse,
           errors=(404, 503), tag="boards"),
+    Route("GET", "/boards/{board}/live", live.live, query=live.LiveQuery, path_model=BoardPath,
+          errors=(404, 503), tag="boards", stream=True),
     Route("GET", "/boards/{board}/ranks", reads.ranks, query=BoardRanksQuery,
           path_model=BoardPath, response=RanksResponse, errors=(404, 503), tag="boards"),
     Route("GET", "/boards/{board}/seasons", boards.seasons, query=SeasonsQuery,
@@ -106,4 +118,4 @@ API: list[Route] = [
           responses={503: HealthResponse}, tag="operations"),
 ]
 
-ROUTES: list[Route] = [*API, *doc_routes(API)]
+ROUTES: list[Route] = [*API, *doc_routes(API), *page.ROUTES]

@@ -28,6 +28,7 @@ async def health(ctx: Context, _: Call) -> Reply:
         "warming": any(st.warming for st in states),
         "backlog": {k: v for st in states for k, v in st.backlog.items()},
         "dead_letters": {k: v for st in states for k, v in st.dead.items()},
+        "live": ctx.live.stats(),  # this replica's streams (docs/live.md)
     }
     if any(body["dead_letters"].values()) and redis_ok:
         body["archive_blocked"] = await _archive_blocked(ctx)

@@ -1,0 +1,91 @@
+"""The live hub on a real Redis: watchers of one view share its reads; announcements of a
+burst are coalesced; every watcher ends on the last read; leaving frees everything."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+
+from leaderboard.serve.live import MIN_GAP_S, LiveHub, ViewKey
+from leaderboard.serve.ranking import ReadRequest
+from leaderboard.settings import Settings
+
+CHANNEL = "lb:test-live:live"
+
+
+class CountingReads:
+    """A read function whose answers differ each time (a board that keeps changing)."""
+
+    def __init__(self) -> None:
+        self.requests: list[ReadRequest] = []
+
+    async def __call__(self, request: ReadRequest) -> bytes | None:
+        self.requests.append(request)
+        return b'{"total":%d}' % len(self.requests)
+
+    def of(self, region: str) -> int:
+        return sum(1 for r in self.requests if r.region == region)
+
+
+async def subscribed(redis: aioredis.Redis) -> None:
+    for _ in range(100):
+        if (await redis.pubsub_numsub(CHANNEL))[0][1] > 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the hub did not subscribe")
+
+
+async def next_view(stream: AsyncIterator[bytes]) -> bytes:
+    frame = await asyncio.wait_for(anext(stream), 5)
+    while frame.startswith((b"retry", b":")):
+        frame = await asyncio.wait_for(anext(stream), 5)
+    return frame.split(b"data: ", 1)[1].strip()
+
+
+async def test_watchers_share_reads_and_bursts_coalesce(
+        redis: aioredis.Redis, settings: Settings) -> None:
+    reads = CountingReads()
+    hub = LiveHub(reads, lambda _: None, settings.redis_url, CHANNEL, 10_000)
+    eu = [hub.events(ViewKey("b1", "EU", 10), 30) for _ in range(300)]
+    na = hub.events(ViewKey("b1", "NA", 10), 30)
+    first = await asyncio.gather(*(next_view(s) for s in eu))
+    await next_view(na)
+    assert len(set(first)) == 1 and reads.of("EU") == 1  # 300 watchers, one read
+    await subscribed(redis)
+    await asyncio.sleep(3 * MIN_GAP_S)  # (subscribing, the hub reads every feed once more)
+    eu_before, na_before = reads.of("EU"), reads.of("NA")
+
+    burst_s = 1.0
+    for _ in range(100):  # 100 announcements in a second
+        await redis.publish(CHANNEL, "b1/EU")
+        await asyncio.sleep(burst_s / 100)
+    await asyncio.sleep(3 * MIN_GAP_S)
+    during = reads.of("EU") - eu_before
+    assert 2 <= during <= burst_s / MIN_GAP_S + 2, during
+    assert reads.of("NA") == na_before  # another region's announcements do not wake it
+
+    last = await asyncio.gather(*(next_view(s) for s in eu))
+    assert set(last) == {b'{"board":"b1","top":{"total":%d},"me":null}' % len(reads.requests)}
+
+    for stream in [*eu, na]:
+        await stream.aclose()
+    assert hub.watchers == 0 and hub.feeds == {}
+
+
+async def test_global_views_follow_every_region(redis: aioredis.Redis, settings: Settings) -> None:
+    reads = CountingReads()
+    hub = LiveHub(reads, lambda _: None, settings.redis_url, CHANNEL, 10)
+    stream = hub.events(ViewKey("b2", "GLOBAL", 5, "u1"), 30)
+    await next_view(stream)
+    await subscribed(redis)
+    await asyncio.sleep(3 * MIN_GAP_S)
+    await next_view(stream)  # the read subscribing made
+    reads.requests.clear()
+    await redis.publish(CHANNEL, "other/EU b2/NA")
+    body = await next_view(stream)
+    kinds = sorted(r.kind for r in reads.requests)
+    assert kinds == ["around", "top"]  # the view and its user part, once
+    assert body.startswith(b'{"board":"b2","top":')
+    await stream.aclose()
