@@ -38,7 +38,8 @@ from leaderboard.shards import Topology
 
 log = logging.getLogger(__name__)
 
-MARK_EVERY_S = 5.0  # a mark also moves this often when no season ended (idle boards)
+MARK_EVERY_S = 5.0
+REPAIR_EVERY_S = 5.0  # the registry is compared with Postgres this often  # a mark also moves this often when no season ended (idle boards)
 FREE_CHUNK = 1000
 
 # KEYS: clock, epoch, warming, then the streams on the instance.
@@ -90,11 +91,15 @@ class Rollover:
         self._raise_freed = redis.register_script(RAISE_FREED)
         self._marked, self._marked_at = 0, 0.0
         self._w = 0  # the last W this shard saw: seasons ending by it are archivable
+        self._repaired_at = 0.0
         self._freed: dict[tuple[str, str], int] = {}  # (board, generation) -> seasons freed here
         regions = [r for r in topology.regions if r != GLOBAL and topology.instance[r] == self._url]
         self._zsets = [*([GLOBAL] if self._url == topology.global_url else []), *regions]
 
     async def tick(self, pg: asyncpg.Pool) -> None:
+        if time.monotonic() - self._repaired_at >= REPAIR_EVERY_S:
+            await self.repair_registry()
+            self._repaired_at = time.monotonic()
         boards = [b for b in self._cache.all() if b.resets]
         if not boards:
             return
@@ -106,6 +111,24 @@ class Rollover:
         elif any(archive.archivable(b, self._cache.archived(b.id), self._w) for b in boards):
             await self.archive_ready(pg, boards)  # held back last time (a dead letter, a race)
         await self.free(boards)
+
+    async def repair_registry(self) -> int:
+        """Make this instance's registry hold exactly the live boards Postgres holds (a create
+        or delete interrupted between its steps, a registry restored from an old copy).
+        Refreshes the cache first, so a board created or deleted just now is seen as it is."""
+        await self._cache.refresh()
+        live = {b.id: b.generation for b in self._cache.all() if b.generation}
+        held = {str(k): str(v) for k, v in (await self._redis.hgetall(self._keys.boards)).items()}
+        wrong = {k: v for k, v in live.items() if held.get(k) != v}
+        gone = [k for k in held if k not in live]
+        if wrong:
+            await self._redis.hset(self._keys.boards, items=[x for kv in wrong.items() for x in kv])
+        if gone:
+            await self._redis.hdel(self._keys.boards, *gone)
+        if wrong or gone:
+            log.warning("shard %s: registry repaired (%d set, %d removed)", self._shard,
+                        len(wrong), len(gone))
+        return len(wrong) + len(gone)
 
     async def fence(self) -> Fence:
         k = self._keys

@@ -251,3 +251,19 @@ async def test_a_dead_lettered_write_holds_its_season_back_until_repaired(
     await redis.xdel(rig.keys.dead("NA"), dead)  # an operator repaired it
     await rig.settle()
     assert await rig.pg.fetchval("SELECT archived_through FROM boards WHERE id = 'dl'") >= 2
+
+
+async def test_the_registry_is_repaired_from_postgres(
+    settings: Settings, redis: aioredis.Redis, rig: Rig
+) -> None:
+    board = await make_board(redis, rig.pg, settings, "kept", "desc", "set",
+                             await redis_now(redis))
+    await redis.hdel(rig.keys.boards, board.id)  # lost (say, a create interrupted)
+    await redis.hset(rig.keys.boards, "ghost", "zzz")  # a board Postgres does not hold
+    rollover = rig.rollovers[0]
+    assert await rollover.repair_registry() == 2
+    assert await redis.hgetall(rig.keys.boards) == {"kept": board.generation}
+    assert await rollover.repair_registry() == 0
+    result = await rig.shards["EU"].write(WriteCommand("ann", "Ann", "EU", "set", 3,
+                                                       board="kept"))
+    assert result.status == "ok"
