@@ -42,6 +42,9 @@ end
 local function apply(tg, boards, uid, name, region, score, version, reached, ts)
   local g, r = string.find(boards, 'g', 1, true), string.find(boards, 'r', 1, true)
   local prefix = tg.prefix
+  -- an erased user's events (in a stream, or not yet stored) never come back
+  if redis.call('HEXISTS', string.match(prefix, '^lb:[^:]+:') .. 'profile:' .. uid, 'erased') == 1
+  then return false end
   local hkey = prefix .. 'user:' .. uid
   local cur = redis.call('HMGET', hkey, 'version', 'member', 'region')
   if cur[1] and tonumber(cur[1]) >= tonumber(version) then return false end

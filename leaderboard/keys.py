@@ -210,7 +210,7 @@ WRITE_SCORE = _BUCKETS + """
 --       8 idempotency record, 9 epoch, 10 warming (while either says the board is incomplete,
 --       the rank is -1); other boards: 11-13 as 1-3 in season k + 1, 14 registry,
 --       15 the board's seasons set; the last key (KEYS[#KEYS]) is the user's profile, whose
---       name (when set, by a rename) wins over ARGV[2]
+--       name (when set, by a rename) wins over ARGV[2]; an erased user's writes: {'erased'}
 -- ARGV: 1 user_id, 2 name, 3 region, 4 mode (set|add|create|best), 5 value, 6 max |score|,
 --       7 user capacity, 8 user refill per us, 9 region capacity, 10 region refill per us,
 --       11 backlog limit (capacity or limit 0: that check is off),
@@ -228,7 +228,9 @@ WRITE_SCORE = _BUCKETS + """
 --      both candidate seasons: the shard recomputes them from t and runs the write again).
 local board = ARGV[14]
 local now = nil
-local name = redis.call('HGET', KEYS[#KEYS], 'name') or ARGV[2]
+local profile = redis.call('HMGET', KEYS[#KEYS], 'name', 'erased')
+if profile[2] then return {'erased'} end
+local name = profile[1] or ARGV[2]
 if board then
   if redis.call('HGET', KEYS[14], board) ~= ARGV[15] then
     if redis.call('EXISTS', KEYS[9]) == 0 then return {'warming'} end

@@ -28,6 +28,10 @@ class RenameRequest(BaseModel):
     name: Name
 
 
+class EraseRequest(BaseModel):
+    password: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+
+
 class LoginRequest(BaseModel):
     user_id: UserId
     password: Annotated[StrictStr, Field(min_length=1, max_length=1024)]

@@ -58,10 +58,14 @@ SELECT user_id, name, region, score, version, reached,
 FROM leaderboard WHERE board = $3 AND season = $4 AND user_id > $1
 ORDER BY user_id LIMIT $2
 """
+# stored at that version or newer; or never to be stored: the user was erased, the board deleted
 CONFIRM = """
 SELECT u.board, u.season, u.user_id FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
   AS u(board, season, user_id, version)
-JOIN leaderboard l USING (board, season, user_id) WHERE l.version >= u.version
+WHERE EXISTS (SELECT 1 FROM leaderboard l WHERE l.board = u.board AND l.season = u.season
+              AND l.user_id = u.user_id AND l.version >= u.version)
+   OR EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = u.user_id)
+   OR NOT EXISTS (SELECT 1 FROM boards b WHERE b.id = u.board AND b.deleted_at IS NULL)
 """
 
 
@@ -197,7 +201,8 @@ class Unstored:
         return list(self._events.values())
 
     async def confirm(self, pg: asyncpg.Pool) -> int:
-        """Forget the events Postgres holds (at that version or newer); returns how many."""
+        """Forget the events Postgres holds (at that version or newer), and those it never will
+        (an erased user's, a deleted board's); returns how many."""
         if not self._events:
             return 0
         snapshot = dict(self._events)

@@ -61,7 +61,7 @@ class WriteResult:
     status: Literal[
         "ok", "replay", "exists", "out_of_range", "queue_full", "rate_limited", "key_reused",
         "warming", "unavailable", "operator_mismatch", "unknown_board", "board_changed",
-        "season_not_started",
+        "season_not_started", "erased",
     ]
     score: int = 0
     version: int = 0

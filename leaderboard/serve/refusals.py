@@ -19,6 +19,7 @@ from leaderboard.errors import (
     RateLimited,
     ScoreOutOfRange,
     SeasonNotStarted,
+    Unauthorized,
     Unavailable,
     Warming,
 )
@@ -44,6 +45,7 @@ REFUSALS: dict[str, Callable[[WriteResult], LeaderboardError]] = {
     "unknown_board": lambda _: NotFound("no such board"),
     "board_changed": lambda _: BoardChanged(
         "the board was deleted or created again just now; retry shortly"),
+    "erased": lambda _: Unauthorized("this account was deleted"),
     "season_not_started": lambda r: SeasonNotStarted(
         "the board's first season has not started yet", math.ceil(r.retry_after_us / 1e6)),
 }

@@ -80,7 +80,7 @@ def service(settings: Settings) -> Iterator[Service]:
     from leaderboard.pipeline.db import ensure_database
 
     asyncio.run(ensure_database(settings))
-    ray.init(address="local", num_cpus=8, include_dashboard=False, namespace=settings.ray_namespace,
+    ray.init(address="local", num_cpus=12, include_dashboard=False, namespace=settings.ray_namespace,
              log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
@@ -284,11 +284,7 @@ async def forget_board(settings_url: str, dsn: str) -> None:
 
 @pytest.fixture(scope="session")
 def sharded(service: Service) -> Iterator[Sharded]:
-    import ray
-    from ray import serve
 
-    from leaderboard.actors.router import shard_actor_name
-    from leaderboard.pipeline.pool import writer_actor_name
 
     second = OwnRedis(persistent=False)
     second.start()
@@ -303,12 +299,23 @@ def sharded(service: Service) -> Iterator[Sharded]:
     try:
         yield Sharded(deploy(s, "shards", "/shd"), second, topology)
     finally:
-        serve.delete("shards")
-        names = [shard_actor_name(s, x) for x in topology.all_shards()]
-        names += [writer_actor_name(s, i) for i in range(s.writer_pool_size)]
-        for name in names:
-            try:
-                ray.kill(ray.get_actor(name, namespace=s.ray_namespace))
-            except ValueError:
-                pass
+        undeploy(s, "shards")
         second.stop()
+
+
+def undeploy(s: Settings, app: str) -> None:
+    """Delete an app of its own namespace (``BOARD``) and its shard and writer actors: their
+    replicas hold CPU shares of the local Ray that later apps need, their loops real CPU."""
+    import ray
+    from ray import serve
+
+    from leaderboard.actors.router import shard_actor_name
+
+    serve.delete(app)
+    names = [shard_actor_name(s, x) for x in Topology.of(s).all_shards()]
+    names += [writer_actor_name(s, i) for i in range(s.writer_pool_size)]
+    for name in names:
+        try:
+            ray.kill(ray.get_actor(name, namespace=s.ray_namespace))
+        except ValueError:
+            pass

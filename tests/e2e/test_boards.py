@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -102,11 +103,14 @@ async def test_delete(client: httpx.AsyncClient, service: Service, redis: aiored
 
 
 @pytest.fixture(scope="module")
-def two_gateways(service: Service) -> Service:
+def two_gateways(service: Service) -> Iterator[Service]:
+    from ray import serve
+
     from tests.e2e.conftest import deploy
 
-    return deploy(service.settings, "boards2", "/b2",
-                  Gateway={"num_replicas": 2, "max_replicas_per_node": None})
+    yield deploy(service.settings, "boards2", "/b2",
+                 Gateway={"num_replicas": 2, "max_replicas_per_node": None})
+    serve.delete("boards2")  # its replicas hold CPU shares later apps need
 
 
 async def test_created_on_one_replica_usable_on_every_other(

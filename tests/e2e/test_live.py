@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -190,16 +191,17 @@ async def test_a_deleted_board_ends_its_streams(client: httpx.AsyncClient,
 
 
 @pytest.fixture(scope="module")
-def capped(service: Service) -> Service:
+def capped(service: Service) -> Iterator[Service]:
     """A small app whose gateway holds at most two streams."""
     from leaderboard.pipeline.db import ensure_database
-    from tests.e2e.conftest import deploy, s_db
+    from tests.e2e.conftest import deploy, s_db, undeploy
 
     s = service.settings.model_copy(update={
         "board": "cap", "regions": "GLOBAL,EU", "writer_pool_size": 1,
         "live_max_watchers": 2, "pgdatabase": s_db(service, "cap")})
     asyncio.run(ensure_database(s))
-    return deploy(s, "capped", "/cap")
+    yield deploy(s, "capped", "/cap")
+    undeploy(s, "capped")
 
 
 async def test_a_full_replica_refuses_streams_not_requests(capped: Service) -> None:

@@ -1,4 +1,5 @@
-"""The caller's own profile: ``PATCH /users/me`` renames (one name per user, on every board).
+"""The caller's own account: ``PATCH /users/me`` renames (one name per user, on every board);
+``DELETE /users/me`` erases the user everywhere (``leaderboard/erasure.py``).
 
 A user's name lives once, in their profile (``Keys.profile`` on every Redis instance, and
 ``credentials`` in Postgres): read scripts show it instead of the name an entry was written
@@ -13,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from leaderboard import board_purge
-from leaderboard.errors import Forbidden, NotFound, Unavailable
-from leaderboard.models import RegisterResponse, RenameRequest, UserPublic
+from leaderboard import board_purge, erasure
+from leaderboard.errors import Forbidden, NotFound, Unauthorized, Unavailable
+from leaderboard.models import EraseRequest, RegisterResponse, RenameRequest, UserPublic
 from leaderboard.redis_client import REDIS_DOWN
 from leaderboard.serve import auth
 from leaderboard.serve.asgi import Call, Reply
@@ -36,6 +37,8 @@ async def rename(ctx: Context, call: Call) -> Reply:
         "UPDATE credentials SET name = $2 WHERE user_id = $1 RETURNING region",
         claims.sub, body.name)
     if region is None:
+        if await ctx.pg.fetchval("SELECT 1 FROM erased_users WHERE user_id = $1", claims.sub):
+            raise Unauthorized("this account was deleted")
         raise NotFound("no such user")
     try:
         await asyncio.gather(*(r.hset(ctx.keys.profile(claims.sub), "name", body.name)
@@ -62,3 +65,26 @@ async def _after_drain(ctx: Context, user_id: str, name: str) -> None:
     else:
         log.warning("rename of %s: streams did not drain; old rows may keep the old name",
                     user_id)
+
+
+async def erase(ctx: Context, call: Call) -> Reply:
+    """Remove the caller from every board and season, live and archived, and the account;
+    the password is checked again (401 when wrong). Their tokens are refused from here on."""
+    claims, body = call.claims, call.body
+    assert isinstance(body, EraseRequest)
+    if claims.role != "player":
+        raise Forbidden("only a player's own token can erase a player")
+    stored = await ctx.pg.fetchval(
+        "SELECT password_hash FROM credentials WHERE user_id = $1", claims.sub)
+    ok = await asyncio.to_thread(auth.verify_password, body.password,
+                                 stored if stored is not None else ctx.dummy_hash)
+    if stored is None or not ok:
+        raise Unauthorized("wrong password (or the account is already gone)")
+    pool, boards = await ctx.pg.pool(), ctx.boards.all()
+    try:
+        await erasure.mark(pool, ctx.instances.values(), ctx.redis, ctx.keys, claims.sub)
+        await erasure.erase(pool, ctx.instances, ctx.topology, ctx.keys, boards, claims.sub)
+    except REDIS_DOWN as exc:  # marked in Postgres: a retry (same password) finishes it
+        raise Unavailable("Redis is unreachable; send the request again") from exc
+    ctx.spawn(erasure.finish(pool, ctx.instances, ctx.topology, ctx.keys, boards, claims.sub))
+    return Reply(204, b"")
