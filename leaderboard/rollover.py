@@ -39,7 +39,8 @@ from leaderboard.shards import Topology
 log = logging.getLogger(__name__)
 
 MARK_EVERY_S = 5.0
-REPAIR_EVERY_S = 5.0  # the registry is compared with Postgres this often  # a mark also moves this often when no season ended (idle boards)
+REPAIR_EVERY_S = 5.0
+ANALYZE_EVERY_S = 60.0  # archive_entries statistics refreshed after archiving, at most this often  # the registry is compared with Postgres this often  # a mark also moves this often when no season ended (idle boards)
 FREE_CHUNK = 1000
 
 # KEYS: clock, epoch, warming, then the streams on the instance.
@@ -92,6 +93,8 @@ class Rollover:
         self._marked, self._marked_at = 0, 0.0
         self._w = 0  # the last W this shard saw: seasons ending by it are archivable
         self._repaired_at = 0.0
+        self._pending: Fence | None = None  # the fence waiting for the streams to drain
+        self._analyzed_at = -ANALYZE_EVERY_S
         self._freed: dict[tuple[str, str], int] = {}  # (board, generation) -> seasons freed here
         regions = [r for r in topology.regions if r != GLOBAL and topology.instance[r] == self._url]
         self._zsets = [*([GLOBAL] if self._url == topology.global_url else []), *regions]
@@ -103,8 +106,13 @@ class Rollover:
         boards = [b for b in self._cache.all() if b.resets]
         if not boards:
             return
-        fence = await self.fence()
-        if await self._may_mark(fence, boards):
+        # a fence is kept until the streams drained past it: taking a new one every round
+        # would never see them drained while writes keep coming (the newest are always queued)
+        fence = self._pending = self._pending or await self.fence()
+        if not self._due(fence, boards):
+            self._pending = None
+        elif await self._may_mark(fence):
+            self._pending = None
             await archive.mark(pg, self._shard, fence.at)
             self._marked, self._marked_at = fence.at, time.monotonic()
             await self.archive_ready(pg, boards)
@@ -136,16 +144,20 @@ class Rollover:
         return Fence(int(reply[0]), str(reply[1]), int(reply[2]) == 1,
                      dict(zip(self._streams, map(str, reply[3:]), strict=True)))
 
-    async def _may_mark(self, fence: Fence, boards: list[Board]) -> bool:
-        """Whether a new mark is due (a season ended since the last, or it is old) and true."""
-        due = time.monotonic() - self._marked_at >= MARK_EVERY_S or any(
+    def _due(self, fence: Fence, boards: list[Board]) -> bool:
+        """Whether a mark at this fence is worth writing: a season ended since the last mark
+        (or the last is old: idle boards need no mark twice a second)."""
+        return time.monotonic() - self._marked_at >= MARK_EVERY_S or any(
             _ended_between(b, self._marked, fence.at) for b in boards)
-        if not due or fence.warming or not fence.epoch:
+
+    async def _may_mark(self, fence: Fence) -> bool:
+        """Whether Postgres holds every write made on this instance before the fence. A data
+        loss since the fence (another epoch, warming) drops it: the next round fences again."""
+        if fence.warming or not fence.epoch or await self._redis.get(self._keys.epoch) != \
+                fence.epoch:
+            self._pending = None
             return False
-        if self._holds_closed(fence.at):
-            return False
-        return await self._drained(fence) and await self._redis.get(self._keys.epoch) == \
-            fence.epoch
+        return not self._holds_closed(fence.at) and await self._drained(fence)
 
     def _holds_closed(self, f: int) -> bool:
         """Whether this shard keeps an unconfirmed write of a season that ended by ``f``."""
@@ -187,6 +199,11 @@ class Rollover:
                 moved += 1
                 log.info("board %s: archived through season %d", board.id, through)
         if moved:
+            if time.monotonic() - self._analyzed_at >= ANALYZE_EVERY_S:
+                # fresh statistics, so archive reads pick the rank index they need (with
+                # autovacuum off, nothing else would)
+                await pg.execute("ANALYZE archive_entries")
+                self._analyzed_at = time.monotonic()
             await bump(self._main, self._keys)
             await self._cache.refresh()
         return moved

@@ -9,7 +9,9 @@ Starts its own Ray + Serve (as ``scripts/bench.py``: port 18800, Redis index 10,
   B4. Redis memory per entry with 1,000 boards x 1,000 entries, next to one board of 1,000,000;
   B5. a season of 100,000 entries rolling over: from the boundary until the archive is complete
       in Postgres and until its keys are freed; write p99 across the boundary versus away;
-  B6. past-season top-100 and rank p50/p99 next to the live ones.
+  B6. past-season top-100 and rank p50/p99 next to the live ones;
+  B7. (issue 11) friends' ranks with 100 ids, and a page deep in the 1,000,000-entry board of
+      B4 (``from_rank=900000``) next to its first page.
 """
 
 from __future__ import annotations
@@ -164,6 +166,24 @@ def memory_item(base: str, settings: Settings, args: argparse.Namespace) -> None
                   mem, "bytes"))
 
 
+def client_reads(base: str, args: argparse.Namespace) -> None:
+    """B7: friends' ranks (100 ids) on board one; the first and a deep page of board big."""
+    ids = ",".join(user_id(i * 7 % args.users) for i in range(100))
+    deep = (MANY * (100 if args.quick else 1000)) * 9 // 10
+    for key, name, path in (
+        ("ranks100", "GET /boards/one/ranks?user_ids= (100 ids)",
+         f"/boards/one/ranks?user_ids={ids}"),
+        ("page_first", "GET /boards/big/top?limit=100 (first page)", "/boards/big/top?limit=100"),
+        ("page_deep", f"GET /boards/big/top?limit=100&from_rank={deep:,}",
+         f"/boards/big/top?limit=100&from_rank={deep}"),
+    ):
+        url = f"{base}{path}"
+        warm_up(url, None, args.connections)
+        run = wrk(url, None, args.duration, args.connections)
+        record(Result(key, name, run.rps, "req/s", run.p50_ms, run.p99_ms, run.errors,
+                      run.max_ms, run.slowest))
+
+
 def main() -> None:
     args = parse_args()
     settings = Settings()  # type: ignore[call-arg]
@@ -194,6 +214,7 @@ def main() -> None:
         past_reads(base, settings, args)
         quiet([settings])
         memory_item(base, settings, args)
+        client_reads(base, args)
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()

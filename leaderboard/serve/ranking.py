@@ -102,7 +102,7 @@ class Ranker:
         self._scripts.update({r: by_url[topology.instance[r]] for r in topology.regions
                               if r != GLOBAL})
         self._pg = PostgresRanks(Postgres(settings))
-        self._seasons = SeasonReads(Postgres(settings, max_size=2))
+        self._seasons = SeasonReads(Postgres(settings, max_size=4))
         self._archive_cache: dict[tuple[ReadRequest, str, str], Any] = {}
         self._boards = BoardCache(Postgres(settings, max_size=1), self._redis, self._keys)
         self._boards_task: asyncio.Task[None] | None = None

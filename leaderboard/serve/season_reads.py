@@ -75,6 +75,13 @@ class SeasonReads:
         return View(board, season, region, source)
 
     async def _total(self, v: View) -> int:
+        """Entries in the view: an archive's ranks are 1..n, so its highest rank is n (one index
+        probe); rows not archived yet are counted."""
+        if v.source == "archive_entries":
+            top = await self._pg.fetchval(  # ORDER BY: the rank index whatever the statistics
+                f"SELECT {v.rank} FROM archive_entries WHERE {v.where} "
+                f"ORDER BY {v.rank} DESC LIMIT 1", *v.args)
+            return 0 if top is None else int(top)
         return int(await self._pg.fetchval(
             f"SELECT count(*) FROM {v.source} WHERE {v.where}", *v.args))
 
