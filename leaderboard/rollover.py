@@ -94,6 +94,7 @@ class Rollover:
         self._w = 0  # the last W this shard saw: seasons ending by it are archivable
         self._repaired_at = 0.0
         self._pending: Fence | None = None  # the fence waiting for the streams to drain
+        self._said_at = 0.0
         self._analyzed_at = -ANALYZE_EVERY_S
         self._freed: dict[tuple[str, str], int] = {}  # (board, generation) -> seasons freed here
         regions = [r for r in topology.regions if r != GLOBAL and topology.instance[r] == self._url]
@@ -157,7 +158,20 @@ class Rollover:
                 fence.epoch:
             self._pending = None
             return False
-        return not self._holds_closed(fence.at) and await self._drained(fence)
+        if self._holds_closed(fence.at):
+            self._waiting(fence, "a write of an ended season is not confirmed in Postgres yet")
+            return False
+        if not await self._drained(fence):
+            self._waiting(fence, "the streams have not drained past the fence yet")
+            return False
+        return True
+
+    def _waiting(self, fence: Fence, why: str) -> None:
+        """Say (every 5 s at most) why a fence waits long: archives wait for it."""
+        waited = (time.time_ns() // 1000 - fence.at) / 1e6
+        if waited >= 5 and time.monotonic() - self._said_at >= 5:
+            self._said_at = time.monotonic()
+            log.warning("shard %s: drain mark waits %.0f s: %s", self._shard, waited, why)
 
     def _holds_closed(self, f: int) -> bool:
         """Whether this shard keeps an unconfirmed write of a season that ended by ``f``."""
