@@ -68,6 +68,17 @@ async def mark(pg: asyncpg.Pool, instances: Iterable[aioredis.Redis], main: aior
     await main.incr(keys.profiles_rev)  # cached archive answers held the user
 
 
+async def restore_tombstones(redis: aioredis.Redis, keys: Keys, pg: asyncpg.Pool) -> int:
+    """After Redis lost its data: the erased users' marks, before anything is replayed or
+    rebuilt (their old tokens stay refused, their queued events stay dropped)."""
+    users = [r["user_id"] for r in await pg.fetch("SELECT user_id FROM erased_users")]
+    async with redis.pipeline(transaction=False) as pipe:
+        for user in users:
+            pipe.hset(keys.profile(user), "erased", "1")
+        await pipe.execute()
+    return len(users)
+
+
 async def purge_redis(redis: aioredis.Redis, keys: Keys, boards: list[Board],
                       user_id: str) -> int:
     """The user's entries in every season of every board on one instance, their buckets and

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
-from leaderboard import board_registry
+from leaderboard import board_registry, erasure
 from leaderboard.apply_scripts import RESTORE
 from leaderboard.boards import DEFAULT, Board
 from leaderboard.keys import DEFAULT_BOARD, Keys
@@ -121,6 +121,7 @@ async def rebuild_from_postgres(
     """The registry, then each live board's current season (by this instance's clock) from the
     durable record; returns the rows applied. Ended seasons stay in Postgres (docs/boards.md)."""
     live = await board_registry.rewrite(redis, keys, pg)
+    await erasure.restore_tombstones(redis, keys, pg)
     sec, us = await redis.time()
     now = int(sec) * 1_000_000 + int(us)
     applied = 0
@@ -249,6 +250,7 @@ class BoardGuard:
         if not await r.eval(MARK_WARMING, 2, k.epoch, k.warming, self._me):
             return "ok"
         await board_registry.rewrite(r, k, pg)  # before any replay: RESTORE checks it
+        await erasure.restore_tombstones(r, k, pg)  # and skips erased users
         await self._replay()
         if not await r.set(k.rebuild_lock, self._me, nx=True, px=LOCK_MS):
             return "waiting"

@@ -156,3 +156,20 @@ async def test_guard_clears_a_stale_warming_flag_and_never_flags_a_complete_boar
     await redis.set(keys.warming, "someone")
     assert await guard.check(pg) == "ok"
     assert await redis.exists(keys.warming) == 1
+
+
+async def test_a_rebuild_keeps_erased_users_erased(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    keys = Keys(settings.board)
+    shard = RegionShard(settings, "EU")
+    assert (await shard.write(WriteCommand("gone", "G", "EU", "set", 9))).status == "ok"
+    await pg.execute("INSERT INTO erased_users (user_id) VALUES ('gone')")
+    await redis.flushdb()  # Redis lost its data, the tombstone with it
+    await rebuild_from_postgres(redis, pg, keys)
+    assert await redis.hget(keys.profile("gone"), "erased") == "1"
+    # the shard's unstored write of that user is not replayed, and new writes are refused
+    guard = BoardGuard(redis, keys, "EU", shard.unstored)
+    await guard._replay()
+    assert not await redis.exists(keys.user("gone"))
+    assert (await shard.write(WriteCommand("gone", "G", "EU", "set", 1))).status == "erased"
