@@ -81,6 +81,6 @@ async def pg_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 async def pg(pg_pool: asyncpg.Pool) -> asyncpg.Pool:
     """The test database with empty tables (and no board but ``default``)."""
     await pg_pool.execute("TRUNCATE leaderboard, credentials, season_archive, archive_entries, "
-                          "drain_marks CASCADE")
+                          "drain_marks, erased_users CASCADE")
     await pg_pool.execute("DELETE FROM boards WHERE id <> 'default'")
     return pg_pool
