@@ -70,16 +70,6 @@ request = function()
 end
 """
 
-WRK_GET = """
-local n = %d
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("GET", string.format("%s", i %% n))
-end
-"""
-
-
 def admin(settings: Settings) -> dict[str, str]:
     token = issue_token(settings, "bench-ops", "Ops", "GLOBAL", role="admin")
     return {"Authorization": f"Bearer {token}"}

@@ -9,8 +9,8 @@ import time
 
 import redis.asyncio as aioredis
 from bench import Result, quiet, record, result_of, user_id
-from bench_boards import WRK_BOARD_WRITE, WRK_GET, create_boards
-from bench_wrk import Run, warm_up, wrk
+from bench_boards import WRK_BOARD_WRITE, create_boards
+from bench_wrk import WRK_PATHS, Run, warm_up, wrk
 
 from leaderboard.actors.shard import RegionShard, WriteCommand
 from leaderboard.board_cache import BoardCache
@@ -105,6 +105,6 @@ def past_reads(base: str, settings: Settings, args: argparse.Namespace) -> None:
         ("past_rank", "GET /boards/roll/rank/{id}?season=1 (archived)",
          "/boards/roll/rank/bench-%06d?season=1"),
     ):
-        script = WRK_GET % (n, path)
+        script = WRK_PATHS % (n, path)
         warm_up(base, script, c)
         record(result_of(key, name, wrk(base, script, d, c)))

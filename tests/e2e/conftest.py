@@ -163,6 +163,14 @@ async def wait_warm(service: Service, timeout: float = 30) -> None:
     raise AssertionError("board still warming")
 
 
+async def until_sql(pg: asyncpg.Pool, sql: str, *args: object, timeout: float = 30) -> None:
+    """Until ``sql`` answers a true value (the service catching up: drains, purges, archives)."""
+    deadline = time.monotonic() + timeout
+    while not await pg.fetchval(sql, *args):
+        assert time.monotonic() < deadline, sql
+        await asyncio.sleep(0.2)
+
+
 def uid(prefix: str = "u") -> str:
     """A user id no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

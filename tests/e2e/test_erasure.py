@@ -5,25 +5,15 @@ close up behind them."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
 from leaderboard.keys import Keys
-from tests.e2e.conftest import Service, bearer, register, uid
+from tests.e2e.conftest import Service, bearer, register, uid, until_sql
 from tests.e2e.test_boards import admin, board_id
 
 PASSWORD = "correct horse battery"
-
-
-async def until(pg: asyncpg.Pool, sql: str, *args: object, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not await pg.fetchval(sql, *args):
-        assert time.monotonic() < deadline, sql
-        await asyncio.sleep(0.2)
 
 
 async def test_an_erased_user_is_gone_everywhere_and_stays_gone(
@@ -45,7 +35,8 @@ async def test_an_erased_user_is_gone_everywhere_and_stays_gone(
         seasons.add(r.json()["season"])
     assert len(seasons) == 1, "all four in the board's first 3-second season"
     season = seasons.pop()
-    await until(pg, "SELECT archived_through >= $2 FROM boards WHERE id = $1", daily, season)
+    await until_sql(pg, "SELECT archived_through >= $2 FROM boards WHERE id = $1", daily,
+                    season, timeout=60)
     assert await pg.fetchval("SELECT global_rank FROM archive_entries WHERE board = $1 AND "
                              "user_id = $2", daily, user) == 2  # asc: 3, 5, 7, 9
 
@@ -85,9 +76,11 @@ async def test_an_erased_user_is_gone_everywhere_and_stays_gone(
         assert r.status_code == 409  # not until the erasure is complete
     finally:
         await service.resume_writers()
-    await until(pg, "SELECT purged_at IS NOT NULL FROM erased_users WHERE user_id = $1", user)
-    await until(pg, "SELECT archived_through >= $2 FROM boards WHERE id = $1", daily,
-                queued_season)  # the erased user's unstored write does not hold the season
+    await until_sql(pg, "SELECT purged_at IS NOT NULL FROM erased_users WHERE user_id = $1",
+                    user, timeout=60)
+    # the erased user's unstored write does not hold its season back
+    await until_sql(pg, "SELECT archived_through >= $2 FROM boards WHERE id = $1", daily,
+                    queued_season, timeout=60)
 
     for table in ("leaderboard", "archive_entries", "credentials"):
         assert not await pg.fetchval(f"SELECT count(*) FROM {table} WHERE user_id = $1", user)

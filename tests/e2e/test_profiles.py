@@ -3,22 +3,12 @@ kept by later writes even through a token issued before the rename, and in Postg
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import asyncpg
 import httpx
 
 from leaderboard.serve.auth import issue_token
-from tests.e2e.conftest import Service, bearer, register, uid, wait_drained
+from tests.e2e.conftest import Service, bearer, register, uid, until_sql, wait_drained
 from tests.e2e.test_boards import admin, board_id
-
-
-async def wait_for(pg: asyncpg.Pool, sql: str, *args: object, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not await pg.fetchval(sql, *args):
-        assert time.monotonic() < deadline, sql
-        await asyncio.sleep(0.2)
 
 
 async def test_a_rename_shows_everywhere_at_once_and_stays(
@@ -37,7 +27,7 @@ async def test_a_rename_shows_everywhere_at_once_and_stays(
         assert r.status_code == 200, r.text
     first = (await client.post(f"/boards/{season_board}/scores", json={"score": 3},
                                headers=bearer(old))).json()["season"]
-    await wait_for(pg, "SELECT archived_through >= $2 FROM boards WHERE id = $1",
+    await until_sql(pg, "SELECT archived_through >= $2 FROM boards WHERE id = $1",
                    season_board, first)  # that season is archived with the old name
 
     r = await client.patch("/users/me", json={"name": "New Name"}, headers=bearer(old))
@@ -70,9 +60,9 @@ async def test_a_rename_shows_everywhere_at_once_and_stays(
                                                "password": "correct horse battery"})
     assert r.status_code == 200
     await wait_drained(redis, service.settings)  # type: ignore[arg-type]
-    await wait_for(pg, "SELECT bool_and(name = 'New Name') FROM leaderboard WHERE user_id = $1",
+    await until_sql(pg, "SELECT bool_and(name = 'New Name') FROM leaderboard WHERE user_id = $1",
                    user)
-    await wait_for(pg, "SELECT bool_and(name = 'New Name') FROM archive_entries "
+    await until_sql(pg, "SELECT bool_and(name = 'New Name') FROM archive_entries "
                    "WHERE user_id = $1", user)
 
 
