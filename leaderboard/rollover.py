@@ -110,15 +110,18 @@ class Rollover:
         # a fence is kept until the streams drained past it: taking a new one every round
         # would never see them drained while writes keep coming (the newest are always queued)
         fence = self._pending = self._pending or await self.fence()
-        if not self._due(fence, boards):
+        due = self._due(fence, boards)
+        if not due:
             self._pending = None
-        elif await self._may_mark(fence):
+        if due and await self._may_mark(fence):
             self._pending = None
             await archive.mark(pg, self._shard, fence.at)
             self._marked, self._marked_at = fence.at, time.monotonic()
             await self.archive_ready(pg, boards)
         elif any(archive.archivable(b, self._cache.archived(b.id), self._w) for b in boards):
-            await self.archive_ready(pg, boards)  # held back last time (a dead letter, a race)
+            # held back last time (a dead letter since repaired, a race): retried every round,
+            # not only when a mark is due
+            await self.archive_ready(pg, boards)
         await self.free(boards)
 
     async def repair_registry(self) -> int:
