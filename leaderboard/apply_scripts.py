@@ -39,7 +39,7 @@ local function read_targets(registry, first)
   end
   return out, i
 end
-local function apply(tg, boards, uid, name, region, score, version, reached, ts)
+local function apply(tg, boards, uid, name, region, score, version, reached, ts, meta)
   local g, r = string.find(boards, 'g', 1, true), string.find(boards, 'r', 1, true)
   local prefix = tg.prefix
   -- an erased user's events (in a stream, or not yet stored) never come back
@@ -59,6 +59,7 @@ local function apply(tg, boards, uid, name, region, score, version, reached, ts)
   if r and region ~= 'GLOBAL' then redis.call('ZADD', prefix .. 'board:' .. region, sk, member) end
   redis.call('HSET', hkey, 'name', name, 'region', region, 'score', score, 'version', version,
     'reached', reached, 'member', member, 'updated_at', ts)
+  if meta == '' then redis.call('HDEL', hkey, 'meta') else redis.call('HSET', hkey, 'meta', meta) end
   return true
 end
 local function raise_clock(clock, v)
@@ -73,26 +74,25 @@ end
 RESTORE = _APPLY + """
 -- KEYS: 1 clock, 2 stream (used when ARGV[1] == '1'), 3 registry
 -- ARGV: 1 '1' to append each applied event to the stream again, 2 number of targets, then 8
---       fields per target (module docstring), then 9 fields per event: target (1-based),
---       user_id, name, region, score, version, reached, ts, boards
+--       fields per target (module docstring), then 10 fields per event: target (1-based),
+--       user_id, name, region, score, version, reached, ts, boards, metadata ('' = none)
 -- Returns the number of events applied (events of a dropped or unregistered target are not).
 local targets, first = read_targets(KEYS[3], 2)
 local applied, maxv = 0, 0
-for i = first, #ARGV, 9 do
+for i = first, #ARGV, 10 do
   local tg = targets[tonumber(ARGV[i])]
   local uid, name, region = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local score, version, reached, ts = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  local meta = ARGV[i + 9]
   if tg.state == 'ok' then
     if tonumber(version) > maxv then maxv = tonumber(version) end
-    if apply(tg, ARGV[i + 8], uid, name, region, score, version, reached, ts) then
+    if apply(tg, ARGV[i + 8], uid, name, region, score, version, reached, ts, meta) then
       if ARGV[1] == '1' then
-        local e = score .. ' ' .. version .. ' ' .. reached .. ' ' .. ts .. ' ' .. region .. ' ' ..
-          uid .. ' ' .. name
-        if tg.board == '' then
-          redis.call('XADD', KEYS[2], '*', 'e', e)
-        else
-          redis.call('XADD', KEYS[2], '*', 'e', e, 'b', tg.board .. ' ' .. tg.season)
-        end
+        local ev = {'e', score .. ' ' .. version .. ' ' .. reached .. ' ' .. ts .. ' ' .. region ..
+          ' ' .. uid .. ' ' .. name}
+        if tg.board ~= '' then ev[3], ev[4] = 'b', tg.board .. ' ' .. tg.season end
+        if meta ~= '' then ev[#ev + 1], ev[#ev + 2] = 'm', meta end
+        redis.call('XADD', KEYS[2], '*', unpack(ev))
       end
       applied = applied + 1
     end
@@ -126,8 +126,8 @@ FOLD_LAG_BUCKETS_US = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 FOLD_GLOBAL = _APPLY + """
 -- KEYS: 1 clock, 2 epoch, 3 warming, 4 fold statistics hash, 5 registry
 -- ARGV: 1 source ('fast' | 'net'), 2 number of targets, then 8 fields per target (module
---       docstring), then 8 fields per event: target (1-based), user_id, name, region, score,
---       version, reached, ts
+--       docstring), then 9 fields per event: target (1-based), user_id, name, region, score,
+--       version, reached, ts, metadata ('' = none)
 -- Returns per event the user's 0-based GLOBAL rank after the fold, -1 while GLOBAL is warming,
 -- -2 when the event's target is dropped (its board deleted or created again, its season freed
 -- here), -3 when this instance's registry lacks the board (not folded: fold it again later).
@@ -139,7 +139,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local warm = redis.call('EXISTS', KEYS[2]) == 0 or redis.call('EXISTS', KEYS[3]) == 1
 local bounds = {1000, 10000, 100000, 1000000, 10000000}
-for i = first, #ARGV, 8 do
+for i = first, #ARGV, 9 do
   local tg = targets[tonumber(ARGV[i])]
   local uid, version = ARGV[i + 1], tonumber(ARGV[i + 5])
   local rank = -2
@@ -147,7 +147,7 @@ for i = first, #ARGV, 8 do
   if tg.state == 'ok' then
     if version > maxv then maxv = version end
     if apply(tg, 'g', uid, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
-             ARGV[i + 7]) then
+             ARGV[i + 7], ARGV[i + 8]) then
       local lag = now - version
       if lag < 0 then lag = 0 end
       local field = 'le_inf'

@@ -47,11 +47,13 @@ SELECT $1, $2, $3, $4, count(*) FROM leaderboard WHERE board = $1 AND season = $
 # descending (the member is 16 digits of MAX - reached, then the user id)
 ARCHIVE_ENTRIES = """
 INSERT INTO archive_entries
-  (board, season, user_id, name, region, score, version, reached, global_rank, region_rank)
+  (board, season, user_id, name, region, score, version, reached, global_rank, region_rank,
+   metadata)
 SELECT board, season, user_id, name, region, score, version, reached,
   row_number() OVER (ORDER BY score * $3 DESC, reached, user_id COLLATE "C" DESC),
   row_number() OVER (PARTITION BY region ORDER BY score * $3 DESC, reached,
-                     user_id COLLATE "C" DESC)
+                     user_id COLLATE "C" DESC),
+  metadata
 FROM leaderboard WHERE board = $1 AND season = $2
 """
 

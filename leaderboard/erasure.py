@@ -79,6 +79,23 @@ async def restore_tombstones(redis: aioredis.Redis, keys: Keys, pg: asyncpg.Pool
     return len(users)
 
 
+async def restore_profiles(redis: aioredis.Redis, keys: Keys, pg: asyncpg.Pool,
+                           chunk: int = 10_000) -> int:
+    """After Redis lost its data: the profile names of users who renamed themselves, so reads
+    show them and a token from before the rename cannot write the old name back."""
+    restored, last = 0, ""
+    while rows := await pg.fetch(
+            "SELECT user_id, name FROM credentials WHERE renamed_at IS NOT NULL AND user_id > $1 "
+            "ORDER BY user_id LIMIT $2", last, chunk):
+        async with redis.pipeline(transaction=False) as pipe:
+            for row in rows:
+                pipe.hset(keys.profile(row["user_id"]), "name", row["name"])
+            await pipe.execute()
+        restored += len(rows)
+        last = rows[-1]["user_id"]
+    return restored
+
+
 async def purge_redis(redis: aioredis.Redis, keys: Keys, boards: list[Board],
                       user_id: str) -> int:
     """The user's entries in every season of every board on one instance, their buckets and

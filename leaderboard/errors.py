@@ -2,6 +2,7 @@
 
 LeaderboardError          base: status_code + code (+ Retry-After when retrying helps)
 ├── BadRequest            422 invalid input the models could not catch (e.g. region mismatch)
+│   └── MetadataInvalid   422 a write's metadata is not a JSON object of at most 512 bytes
 ├── ScoreOutOfRange       422 a write would leave |score| > 2^53 - 1
 ├── KeyReused             422 an Idempotency-Key sent again with a different request
 ├── OperatorMismatch      422 a delta to a best board, a score to an incr board
@@ -52,6 +53,10 @@ class LeaderboardError(Exception):
 class BadRequest(LeaderboardError):
     status_code = 422
     code = "validation_error"
+
+
+class MetadataInvalid(BadRequest):
+    code = "metadata_invalid"
 
 
 class ScoreOutOfRange(LeaderboardError):

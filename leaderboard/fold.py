@@ -45,6 +45,7 @@ class FoldEvent(NamedTuple):
     ts: int
     board: Board = DEFAULT
     season: int = 1
+    metadata: str = ""  # compact JSON; '' = none
 
 
 class FoldDeferred(Exception):
@@ -77,7 +78,7 @@ class GlobalFold:
         targets = Targets(k)
         events: list[str | int] = []
         for row in rows:
-            events += [targets.index(row.board, row.season), *row[:7]]
+            events += [targets.index(row.board, row.season), *row[:7], row.metadata]
         reply = await self._script(
             keys=[k.clock, k.epoch, k.warming, k.fold_stats, k.boards],
             args=[source, *targets.args(), *events])
@@ -97,7 +98,7 @@ class GlobalFold:
                 boards[e.board] = await self._boards(e.board)
             board = boards[e.board]
             if board is not None:
-                rows.append(FoldEvent(*e[:7], board, e.season))
+                rows.append(FoldEvent(*e[:7], board, e.season, e.metadata))
         ranks = await self.apply(rows, source)
         if DEFERRED in ranks:
             raise FoldDeferred("GLOBAL's instance does not know a board of these events yet")

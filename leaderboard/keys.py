@@ -2,9 +2,9 @@
 
 Layout for board B (only ``default`` today; seasons/boards fit as more B):
   lb:B:board:REGION   ZSET, member = 16-digit (MAX - reached) + user_id, score = score
-  lb:B:user:USER      HASH name region score version reached member updated_at
+  lb:B:user:USER      HASH name region score version reached member updated_at [meta]
   lb:B:stream:SHARD   STREAM of write events (one field e = 'score version reached ts region
-                      user_id name'), consumed by the writer pool
+                      user_id name', m = metadata when any), consumed by the writer pool
   lb:B:dead:SHARD     STREAM of events the writers could not store
   lb:B:clock          last version handed out (strictly increasing per instance)
   lb:B:bucket:user:U / bucket:region:R / bucket:auth:ADDR   token buckets {t, ts}
@@ -214,35 +214,38 @@ WRITE_SCORE = _BUCKETS + """
 -- ARGV: 1 user_id, 2 name, 3 region, 4 mode (set|add|create|best), 5 value, 6 max |score|,
 --       7 user capacity, 8 user refill per us, 9 region capacity, 10 region refill per us,
 --       11 backlog limit (capacity or limit 0: that check is off),
---       12 request fingerprint ('' = no idempotency key), 13 idempotency record ttl (s);
---       other boards: 14 board id, 15 generation, 16 order ('desc'|'asc'), 17 season k,
---       18 start of k, 19 end of k, 20 end of k + 1 (µs; '' = no end)
+--       12 request fingerprint ('' = no idempotency key), 13 idempotency record ttl (s),
+--       14 metadata (compact JSON; '' = none: an applied write sets the entry's to it);
+--       other boards: 15 board id, 16 generation, 17 order ('desc'|'asc'), 18 season k,
+--       19 start of k, 20 end of k, 21 end of k + 1 (µs; '' = no end)
 -- Returns {'ok', score, version, global rank (0-based), user tokens left (-1: no limit), reached,
---      season, improved (1|0: a best write that did not improve wrote nothing), name},
---      {'replay', score, version, rank, -1, '0', season, improved} (the first answer to this
+--      season, improved (1|0: a best write that did not improve wrote nothing), name, metadata},
+--      {'replay', score, version, rank, -1, '0', season, improved, name, metadata} (the first
+--      answer to this
 --      idempotency key), or {'exists'} / {'out_of_range'} / {'queue_full'} /
 --      {'rate_limited', scope, retry us} / {'key_reused'} (same key, different request) /
 --      {'warming'} (an add, create or best for a user not yet restored after Redis lost its
 --      data: the old score is only in Postgres) / {'board_changed'} (the registry does not hold
 --      this board's generation) / {'season_not_started', t} / {'season_stale', t} (t is outside
 --      both candidate seasons: the shard recomputes them from t and runs the write again).
-local board = ARGV[14]
+local board = ARGV[15]
 local now = nil
 local profile = redis.call('HMGET', KEYS[#KEYS], 'name', 'erased')
 if profile[2] then return {'erased'} end
 local name = profile[1] or ARGV[2]
 if board then
-  if redis.call('HGET', KEYS[14], board) ~= ARGV[15] then
+  if redis.call('HGET', KEYS[14], board) ~= ARGV[16] then
     if redis.call('EXISTS', KEYS[9]) == 0 then return {'warming'} end
     return {'board_changed'}
   end
 end
 if ARGV[12] ~= '' then
-  local prev = redis.call('HMGET', KEYS[8], 'fp', 'score', 'version', 'rank', 'season', 'improved')
+  local prev = redis.call('HMGET', KEYS[8], 'fp', 'score', 'version', 'rank', 'season', 'improved',
+                          'meta')
   if prev[1] then
     if prev[1] ~= ARGV[12] then return {'key_reused'} end
     return {'replay', prev[2], prev[3], tonumber(prev[4]), -1, '0', prev[5] or '1', prev[6] or '1',
-            name}
+            name, prev[7] or ''}
   end
 end
 local season, hkey, gkey, rkey = '1', KEYS[1], KEYS[2], KEYS[3]
@@ -251,21 +254,21 @@ if board then
   local t = now
   local c = tonumber(redis.call('GET', KEYS[5]) or '0')
   if t <= c then t = c + 1 end
-  local k = tonumber(ARGV[17])
-  if t < tonumber(ARGV[18]) then
+  local k = tonumber(ARGV[18])
+  if t < tonumber(ARGV[19]) then
     if k == 1 then return {'season_not_started', t} end
     return {'season_stale', t}
   end
-  if ARGV[19] == '' or t < tonumber(ARGV[19]) then
-    season = ARGV[17]
-  elseif ARGV[20] == '' or t < tonumber(ARGV[20]) then
+  if ARGV[20] == '' or t < tonumber(ARGV[20]) then
+    season = ARGV[18]
+  elseif ARGV[21] == '' or t < tonumber(ARGV[21]) then
     season = string.format('%d', k + 1)
     hkey, gkey, rkey = KEYS[11], KEYS[12], KEYS[13]
   else
     return {'season_stale', t}
   end
 end
-local cur = redis.call('HMGET', hkey, 'score', 'version', 'member', 'reached')
+local cur = redis.call('HMGET', hkey, 'score', 'version', 'member', 'reached', 'meta')
 local exists = cur[1] ~= false
 local mode = ARGV[4]
 if not exists and mode ~= 'set' and redis.call('EXISTS', KEYS[9]) == 0 then
@@ -282,7 +285,7 @@ if mode == 'add' then new = old + new end
 if new > maxabs or new < -maxabs then return {'out_of_range'} end
 local improved = 1
 if mode == 'best' and exists then
-  if ARGV[16] == 'asc' then
+  if ARGV[17] == 'asc' then
     if new >= old then improved = 0 end
   elseif new <= old then improved = 0 end
 end
@@ -306,7 +309,7 @@ if ucap > 0 then take(KEYS[6], utok, ucap, uper, now) end
 if rcap > 0 then take(KEYS[7], rtok, rcap, rper, now) end
 local left = -1
 if ucap > 0 then left = math.floor(utok - 1) end
-local s, vs, member, reached = cur[1], cur[2], cur[3], cur[4]
+local s, vs, member, reached, meta = cur[1], cur[2], cur[3], cur[4], cur[5] or ''
 if improved == 1 then
   local version = now
   local clock = tonumber(redis.call('GET', KEYS[5]) or '0')
@@ -324,22 +327,26 @@ if improved == 1 then
   end
   s = string.format('%d', new)
   local sk = s
-  if ARGV[16] == 'asc' then sk = string.format('%d', -new) end
+  if ARGV[17] == 'asc' then sk = string.format('%d', -new) end
   redis.call('ZADD', gkey, sk, member)
   if rkey ~= gkey then redis.call('ZADD', rkey, sk, member) end
   local ts = string.format('%d', math.floor(version / 1000))
   redis.call('HSET', hkey, 'name', name, 'region', ARGV[3], 'score', s, 'version', vs,
     'reached', reached, 'member', member, 'updated_at', ts)
+  meta = ARGV[14]
+  if meta == '' then redis.call('HDEL', hkey, 'meta') else redis.call('HSET', hkey, 'meta', meta) end
   -- the event: one field, 'score version reached ts region user_id name' (pipeline/events.py),
-  -- and 'b' = 'board season' for other boards than default
-  local e = s .. ' ' .. vs .. ' ' .. reached .. ' ' .. ts .. ' ' .. ARGV[3] .. ' ' .. ARGV[1] ..
-    ' ' .. name
+  -- 'b' = 'board season' for other boards than default, 'm' = the metadata when there is any
+  local ev = {'e', s .. ' ' .. vs .. ' ' .. reached .. ' ' .. ts .. ' ' .. ARGV[3] .. ' ' ..
+    ARGV[1] .. ' ' .. name}
   if board then
-    redis.call('XADD', KEYS[4], '*', 'e', e, 'b', board .. ' ' .. season)
+    ev[3], ev[4] = 'b', board .. ' ' .. season
     redis.call('SADD', KEYS[15], season)
-  else
-    redis.call('XADD', KEYS[4], '*', 'e', e)
   end
+  if meta ~= '' then
+    ev[#ev + 1], ev[#ev + 2] = 'm', meta
+  end
+  redis.call('XADD', KEYS[4], '*', unpack(ev))
 end
 local rank = redis.call('ZREVRANK', gkey, member)
 if redis.call('EXISTS', KEYS[9]) == 0 or redis.call('EXISTS', KEYS[10]) == 1 then rank = -1 end
@@ -350,9 +357,10 @@ if ARGV[12] ~= '' then
   else
     redis.call('HSET', KEYS[8], 'fp', ARGV[12], 'score', s, 'version', vs, 'rank', rank)
   end
+  if meta ~= '' then redis.call('HSET', KEYS[8], 'meta', meta) end
   redis.call('EXPIRE', KEYS[8], tonumber(ARGV[13]))
 end
-return {'ok', s, vs, rank, left, reached, season, improved, name}
+return {'ok', s, vs, rank, left, reached, season, improved, name, meta}
 """
 
 # Plain token buckets (sign-up and login limits): take one token from each, or from none.

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
+from leaderboard.metadata import check_metadata
 from leaderboard.settings import GLOBAL, MAX_SCORE
 
 Score = Annotated[StrictInt, Field(ge=-MAX_SCORE, le=MAX_SCORE)]
@@ -14,6 +23,13 @@ UserId = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Z
 Name = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Region = Annotated[StrictStr, Field(min_length=1, max_length=50)]
 Password = Annotated[StrictStr, Field(min_length=8, max_length=1024)]
+# an entry's metadata: a JSON object of at most 512 bytes once encoded compactly (422
+# metadata_invalid otherwise); stored with the entry, answered in every entry
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(check_metadata),
+    Field(description="a JSON object, at most 512 bytes encoded compactly (UTF-8)"),
+]
 
 
 class RegisterRequest(BaseModel):
@@ -40,14 +56,17 @@ class LoginRequest(BaseModel):
 class ScoreCreate(BaseModel):
     region: Region | None = None
     initialScore: Score = 0  # noqa: N815 - UpRank's wire name
+    metadata: Metadata | None = None
 
 
 class ScoreUpdate(BaseModel):
     score: Score
+    metadata: Metadata | None = None  # replaces the entry's; absent: the entry's becomes {}
 
 
 class ScoreAdd(BaseModel):
     delta: Score
+    metadata: Metadata | None = None
 
 
 IdemKey = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -69,6 +88,7 @@ class BatchItem(BaseModel):
     delta: Score | None = None
     idempotency_key: IdemKey | None = None
     board: Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "default"
+    metadata: Metadata | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> BatchItem:
@@ -84,6 +104,7 @@ class BoardScore(BaseModel):
 
     score: Score | None = None
     delta: Score | None = None
+    metadata: Metadata | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> BoardScore:
@@ -130,6 +151,7 @@ class RankEntry(BaseModel):
     total: int | None = None  # rank reads: entries on the board (of the region)
     percentile: float | None = None  # rank reads: share ranked strictly below, 0-100
     gap_to_next: int | None = None  # rank reads: score change to pass the entry above
+    metadata: dict[str, Any] | None = None  # the entry's metadata ({} when none)
 
 
 class RanksResponse(BaseModel):
@@ -322,3 +344,4 @@ class ScoreEvent(BaseModel):
     ts: Annotated[int, Field(ge=0)]
     board: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "default"
     season: Annotated[int, Field(ge=1)] = 1
+    metadata: str = ""  # compact JSON (leaderboard/metadata.py); '' = none

@@ -17,11 +17,12 @@ local function entries(members, prefix)
   local ns = string.match(prefix, '^lb:[^:]+:')
   for i, m in ipairs(members) do
     local uid = string.sub(m, 17)
-    local h = redis.call('HMGET', prefix .. uid, 'name', 'region', 'score')
+    local h = redis.call('HMGET', prefix .. uid, 'name', 'region', 'score', 'meta')
     out[#out + 1] = uid
     out[#out + 1] = profile_name(ns, uid) or h[1] or ''
     out[#out + 1] = h[2] or ''
     out[#out + 1] = h[3] or '0'
+    out[#out + 1] = h[4] or ''
   end
   return out
 end
@@ -51,7 +52,8 @@ local function after(board, sk, m)
   return r
 end
 
--- {total, first rank0, next sort key, next member ('' on the last page), uid, name, ...}
+-- {total, first rank0, next sort key, next member ('' on the last page), uid, name, region,
+--  score, metadata, ...}
 local function top_of(board, prefix, limit, start, sk, m)
   local first = 0
   if m ~= '' then first = after(board, sk, m) elseif start ~= '' then first = tonumber(start) end
@@ -70,19 +72,20 @@ local function top_of(board, prefix, limit, start, sk, m)
   return out
 end
 
--- {rank0, name, region, score, total, sort key of the entry just above ('' at rank 0)} or nil
+-- {rank0, name, region, score, total, sort key of the entry just above ('' at rank 0),
+--  metadata} or nil
 local function rank_of(board, hash)
-  local h = redis.call('HMGET', hash, 'member', 'name', 'region', 'score')
+  local h = redis.call('HMGET', hash, 'member', 'name', 'region', 'score', 'meta')
   if not h[1] then return nil end
   local r = redis.call('ZREVRANK', board, h[1])
   if not r then return nil end
   local above = ''
   if r > 0 then above = redis.call('ZREVRANGE', board, r - 1, r - 1, 'WITHSCORES')[2] end
   local name = profile_name(string.match(hash, '^lb:[^:]+:'), string.match(hash, '([^:]*)$'))
-  return {r, name or h[2], h[3], h[4], redis.call('ZCARD', board), above}
+  return {r, name or h[2], h[3], h[4], redis.call('ZCARD', board), above, h[5] or ''}
 end
 
--- {self rank0, first rank0, total, uid, name, region, score, ...} or nil
+-- {self rank0, first rank0, total, uid, name, region, score, metadata, ...} or nil
 local function around_of(board, hash, n, prefix)
   local member = redis.call('HGET', hash, 'member')
   if not member then return nil end
@@ -97,11 +100,11 @@ local function around_of(board, hash, n, prefix)
   return out
 end
 
--- {uid, rank0, name, region, score, ...} of the users of ARGV[from..] on the board
+-- {uid, rank0, name, region, score, metadata, ...} of the users of ARGV[from..] on the board
 local function ranks_of(board, prefix, from)
   local out = {}
   for i = from, #ARGV do
-    local h = redis.call('HMGET', prefix .. ARGV[i], 'member', 'name', 'region', 'score')
+    local h = redis.call('HMGET', prefix .. ARGV[i], 'member', 'name', 'region', 'score', 'meta')
     local r = h[1] and redis.call('ZREVRANK', board, h[1])
     if r then
       out[#out + 1] = ARGV[i]
@@ -109,6 +112,7 @@ local function ranks_of(board, prefix, from)
       out[#out + 1] = profile_name(string.match(prefix, '^lb:[^:]+:'), ARGV[i]) or h[2]
       out[#out + 1] = h[3]
       out[#out + 1] = h[4]
+      out[#out + 1] = h[5] or ''
     end
   end
   return out

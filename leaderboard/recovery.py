@@ -26,7 +26,7 @@ from leaderboard.targets import Targets
 
 log = logging.getLogger(__name__)
 
-Row = Sequence[str | int]  # user_id, name, region, score, version, reached, ts
+Row = Sequence[str | int]  # user_id, name, region, score, version, reached, ts[, metadata]
 # Which boards of a region's users this instance holds ('g', 'r', 'gr', '': none), see
 # Topology.boards_on; one instance holding everything is the default.
 Boards = Callable[[str], str]
@@ -54,7 +54,7 @@ return 1
 # one board's season, keyset-paginated on the primary key (board, season, user_id)
 SELECT_CHUNK = """
 SELECT user_id, name, region, score, version, reached,
-       (extract(epoch FROM updated_at) * 1000)::bigint AS ts
+       (extract(epoch FROM updated_at) * 1000)::bigint AS ts, coalesce(metadata::text, '') AS meta
 FROM leaderboard WHERE board = $3 AND season = $4 AND user_id > $1
 ORDER BY user_id LIMIT $2
 """
@@ -107,7 +107,7 @@ async def _restore_batch(script: object, keys: Keys, batch: list[tuple[Board, in
     targets = Targets(keys)
     events: list[str | int] = []
     for board, season, row, held in batch:
-        events += [targets.index(board, season), *row[:7], held]
+        events += [targets.index(board, season), *row[:7], held, row[7] if len(row) > 7 else ""]
     result = await script(  # type: ignore[operator]
         keys=[keys.clock, stream or keys.stream(GLOBAL), keys.boards],
         args=["1" if stream else "0", *targets.args(), *events])
@@ -122,6 +122,7 @@ async def rebuild_from_postgres(
     durable record; returns the rows applied. Ended seasons stay in Postgres (docs/boards.md)."""
     live = await board_registry.rewrite(redis, keys, pg)
     await erasure.restore_tombstones(redis, keys, pg)
+    await erasure.restore_profiles(redis, keys, pg)
     sec, us = await redis.time()
     now = int(sec) * 1_000_000 + int(us)
     applied = 0
@@ -171,6 +172,7 @@ class Event:
     reached: int
     board: str = "default"
     season: int = 1
+    metadata: str = ""  # compact JSON; '' = none
 
     @property
     def slot(self) -> tuple[str, int, str]:
@@ -178,7 +180,7 @@ class Event:
 
     def row(self) -> Row:
         return (self.user_id, self.name, self.region, self.score, self.version, self.reached,
-                self.version // 1000)
+                self.version // 1000, self.metadata)
 
 
 Slot = tuple[str, int, str]  # board, season, user_id

@@ -46,6 +46,7 @@ class WriteCommand:
     value: int
     idempotency_key: str | None = None
     board: str = DEFAULT_BOARD
+    metadata: str = ""  # compact JSON (leaderboard/metadata.py); '' = none
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,16 @@ class WriteResult:
     season: int = 1
     improved: bool = True  # False: a best write that did not improve (nothing was written)
     name: str = ""  # the name the write stored: the user's profile name after a rename
+    metadata: str = ""  # the entry's metadata after the write (compact JSON; '' = none)
+
+
+def fingerprint(cmd: WriteCommand) -> str:
+    """What an Idempotency-Key is bound to ('' without one): the same key with another mode,
+    value or metadata is ``key_reused``. Writes without metadata keep their old fingerprint."""
+    if not cmd.idempotency_key:
+        return ""
+    base = f"{cmd.mode}:{cmd.value}"
+    return f"{base}:{cmd.metadata}" if cmd.metadata else base
 
 
 class RegionShard:
@@ -183,7 +194,8 @@ class RegionShard:
             applied.append(i)
             cmd = cmds[i]
             rows.append(FoldEvent(cmd.user_id, r.name or cmd.name, cmd.region, r.score, r.version,
-                                  int(replies[i][5]), r.version // 1000, board, r.season))
+                                  int(replies[i][5]), r.version // 1000, board, r.season,
+                                  r.metadata))
         try:
             ranks = await self._fold.apply(rows, "fast")
         except REDIS_DOWN as exc:
@@ -212,7 +224,7 @@ class RegionShard:
     @staticmethod
     def _event(cmd: WriteCommand, result: WriteResult, reached: int) -> Event:
         return Event(cmd.user_id, result.name or cmd.name, cmd.region, result.score,
-                     result.version, reached, cmd.board, result.season)
+                     result.version, reached, cmd.board, result.season, result.metadata)
 
     def _script_call(
         self, cmd: WriteCommand, redis_us: int | None = None
@@ -234,10 +246,9 @@ class RegionShard:
             k.stream(self._shard), k.clock, k.user_bucket(cmd.user_id),
             k.region_bucket(cmd.region), idem, k.epoch, k.warming,
         ]
-        fingerprint = f"{cmd.mode}:{cmd.value}" if cmd.idempotency_key else ""
         args: list[str | int] = [
             cmd.user_id, cmd.name, cmd.region, self._mode(board, cmd), cmd.value, MAX_SCORE,
-            *self._limit_args, fingerprint, self._idem_ttl,
+            *self._limit_args, fingerprint(cmd), self._idem_ttl, cmd.metadata,
         ]
         if board is not DEFAULT:
             nxt = k.season(board.id, board.generation, season + 1)
@@ -274,7 +285,7 @@ class RegionShard:
         score, version = int(reply[1]), int(reply[2])
         result = WriteResult(status, score, version, int(reply[3]) + 1, int(reply[4]),  # type: ignore[arg-type]
                              season=int(reply[6]), improved=int(reply[7]) == 1,
-                             name=str(reply[8]))
+                             name=str(reply[8]), metadata=str(reply[9]))
         if status == "ok" and result.improved:
             if cmd.board != DEFAULT_BOARD:  # only other boards choose seasons by the clock
                 self.clock.observe(version)

@@ -22,15 +22,17 @@ import asyncpg
 from leaderboard.settings import Settings, StoreSettings
 
 UPSERT = """
-INSERT INTO leaderboard (board, season, user_id, name, region, score, version, reached, updated_at)
+INSERT INTO leaderboard (board, season, user_id, name, region, score, version, reached, updated_at,
+                         metadata)
 SELECT u.board, u.season, u.user_id, u.name, u.region, u.score, u.version, u.reached,
-       to_timestamp(u.ts / 1000.0) AT TIME ZONE 'UTC'
+       to_timestamp(u.ts / 1000.0) AT TIME ZONE 'UTC', nullif(u.meta, '')::json
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
-            $7::bigint[], $8::text[], $9::bigint[])
-     AS u(user_id, name, region, score, version, reached, ts, board, season)
+            $7::bigint[], $8::text[], $9::bigint[], $10::text[])
+     AS u(user_id, name, region, score, version, reached, ts, board, season, meta)
 ON CONFLICT (board, season, user_id) DO UPDATE
   SET name = EXCLUDED.name, region = EXCLUDED.region, score = EXCLUDED.score,
-      version = EXCLUDED.version, reached = EXCLUDED.reached, updated_at = EXCLUDED.updated_at
+      version = EXCLUDED.version, reached = EXCLUDED.reached, updated_at = EXCLUDED.updated_at,
+      metadata = EXCLUDED.metadata
   WHERE EXCLUDED.version > leaderboard.version
 """
 

@@ -10,7 +10,8 @@ stream after an upgrade, are read as before.
 An event of another board than ``default`` or another season than 1 also carries a second field,
 ``b``, holding ``board season`` (docs/boards.md). Its absence means board ``default`` season 1, so
 the default board's events are exactly what they were, and events written before boards existed
-read as theirs.
+read as theirs. An event whose write carried metadata also has ``m``, its compact JSON
+(``leaderboard/metadata.py``); none means no metadata.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from typing import NamedTuple
 
 from pydantic import ValidationError
 
+from leaderboard.metadata import valid_stored
 from leaderboard.models import ScoreEvent
 from leaderboard.settings import MAX_SCORE
 
 FIELD = "e"
 BOARD_FIELD = "b"
-FIELDS = ("user_id", "name", "region", "score", "version", "reached", "ts", "board", "season")
+META_FIELD = "m"
+FIELDS = ("user_id", "name", "region", "score", "version", "reached", "ts", "board", "season",
+          "metadata")
 _BOARD = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _SEASON = re.compile(r"[0-9]{1,18}")
 _USER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -45,6 +49,7 @@ class StoredEvent(NamedTuple):
     ts: int
     board: str = "default"
     season: int = 1
+    metadata: str = ""  # compact JSON; '' = none
 
     @property
     def slot(self) -> tuple[str, int, str]:
@@ -66,6 +71,8 @@ def encode_fields(e: StoredEvent) -> dict[str, str]:
     fields = {FIELD: encode(e)}
     if (e.board, e.season) != ("default", 1):
         fields[BOARD_FIELD] = f"{e.board} {e.season}"
+    if e.metadata:
+        fields[META_FIELD] = e.metadata
     return fields
 
 
@@ -87,7 +94,10 @@ def decode(fields: Mapping[str, str]) -> StoredEvent:
     if not _USER_ID.fullmatch(user_id) or not _NAME.fullmatch(name) or not 0 < len(region) <= 50:
         raise BadEvent("malformed user_id, name or region")
     board, season = _board(fields.get(BOARD_FIELD))
-    return StoredEvent(user_id, name, region, score, version, reached, ts, board, season)
+    meta = fields.get(META_FIELD, "")
+    if meta and not valid_stored(meta):
+        raise BadEvent("metadata is not a JSON object of at most 512 bytes")
+    return StoredEvent(user_id, name, region, score, version, reached, ts, board, season, meta)
 
 
 def board_of(fields: Mapping[str, str]) -> tuple[str, int]:
@@ -114,7 +124,7 @@ def _legacy(fields: Mapping[str, str]) -> StoredEvent:
     except ValidationError as exc:
         raise BadEvent(str(exc.errors(include_url=False))) from None
     return StoredEvent(e.user_id, e.name, e.region, e.score, e.version, e.reached, e.ts, e.board,
-                       e.season)
+                       e.season, e.metadata)
 
 
 def named(fields: Mapping[str, str]) -> dict[str, str]:
@@ -126,4 +136,6 @@ def named(fields: Mapping[str, str]) -> dict[str, str]:
     out = {name: str(value) for name, value in zip(FIELDS, e, strict=True)}
     if e.slot[:2] == ("default", 1):
         del out["board"], out["season"]
+    if not e.metadata:
+        del out["metadata"]
     return out

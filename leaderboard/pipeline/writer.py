@@ -60,7 +60,7 @@ def row(e: ScoreEvent | StoredEvent) -> StoredEvent:
     if isinstance(e, StoredEvent):
         return e
     return StoredEvent(e.user_id, e.name, e.region, e.score, e.version, e.reached, e.ts, e.board,
-                       e.season)
+                       e.season, e.metadata)
 
 
 @dataclass

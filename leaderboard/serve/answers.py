@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leaderboard import metadata
 from leaderboard.cursor import Cursor, sort_key_of
 from leaderboard.settings import MAX_SCORE
 
@@ -16,16 +17,18 @@ Entry = dict[str, Any]
 
 
 def entries_from(flat: list[Any], first_rank: int) -> list[Entry]:
-    """Entries from the scripts' flat ``uid, name, region, score`` runs, ranked from first_rank."""
+    """Entries from the scripts' flat ``uid, name, region, score, metadata`` runs, ranked from
+    first_rank."""
     return [
         {
-            "rank": first_rank + i // 4,
+            "rank": first_rank + i // 5,
             "user_id": flat[i],
             "name": flat[i + 1],
             "region": flat[i + 2],
             "score": int(flat[i + 3]),
+            "metadata": metadata.decode(flat[i + 4]),
         }
-        for i in range(0, len(flat), 4)
+        for i in range(0, len(flat), 5)
     ]
 
 
@@ -59,10 +62,11 @@ def gap_to_next(my_score: int, above_sort_key: str | None, order: str) -> int | 
 
 
 def rank_answer(reply: list[Any], user_id: str, order: str = "desc") -> Entry | None:
-    """``{rank0, name, region, score, total, sort key above}``; None: not on the board."""
+    """``{rank0, name, region, score, total, sort key above, metadata}``; None: not on the
+    board."""
     if not reply:
         return None
-    entry = entries_from([user_id, *reply[1:4]], int(reply[0]) + 1)[0]
+    entry = entries_from([user_id, *reply[1:4], reply[6]], int(reply[0]) + 1)[0]
     total = int(reply[4])
     entry.update(total=total, percentile=percentile(entry["rank"], total),
                  gap_to_next=gap_to_next(entry["score"], reply[5], order))
@@ -80,11 +84,12 @@ def around_answer(reply: list[Any], region: str) -> dict[str, Any] | None:
 
 
 def ranks_answer(reply: list[Any], region: str, user_ids: list[str]) -> dict[str, Any]:
-    """``{uid, rank0, name, region, score}`` runs of the users found: in rank order, and the
-    ids not on the board."""
+    """``{uid, rank0, name, region, score, metadata}`` runs of the users found: in rank order,
+    and the ids not on the board."""
     found = [{"rank": int(reply[i + 1]) + 1, "user_id": reply[i], "name": reply[i + 2],
-              "region": reply[i + 3], "score": int(reply[i + 4])}
-             for i in range(0, len(reply), 5)]
+              "region": reply[i + 3], "score": int(reply[i + 4]),
+              "metadata": metadata.decode(reply[i + 5])}
+             for i in range(0, len(reply), 6)]
     found.sort(key=lambda e: e["rank"])
     present = {e["user_id"] for e in found}
     return {"region": region, "entries": found,

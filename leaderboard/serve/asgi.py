@@ -20,6 +20,7 @@ from pydantic_core import to_json
 from leaderboard.errors import (
     BadRequest,
     LeaderboardError,
+    MetadataInvalid,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
@@ -213,7 +214,10 @@ def _validate_body(compiled: _Compiled, raw: bytes) -> Any:
     try:
         return compiled.body.validator.validate_json(raw)
     except ValidationError as exc:
-        raise BadRequest(describe_validation(exc.errors())) from None
+        errors = exc.errors()
+        if any("metadata" in err.get("loc", ()) for err in errors):
+            raise MetadataInvalid(describe_validation(errors)) from None
+        raise BadRequest(describe_validation(errors)) from None
 
 
 async def read_body(receive: Receive) -> bytes:

@@ -147,13 +147,14 @@ class Context:
 
     async def write(
         self, claims: Claims, mode: WriteMode, value: int, key: str | None = None,
-        board: str = "default",
+        board: str = "default", metadata: str = "",
     ) -> tuple[WriteCommand, WriteResult]:
         """Run one write on the user's shard; a refusal raises its error."""
         if claims.region not in self.regions:
             raise BadRequest(f"region {claims.region!r} of this token is not served")
         shard = shard_for(self.topology, claims.region, claims.sub)
-        cmd = WriteCommand(claims.sub, claims.name, claims.region, mode, value, key, board)
+        cmd = WriteCommand(claims.sub, claims.name, claims.region, mode, value, key, board,
+                           metadata)
         result = await self._writes[shard].submit(cmd)
         error = refusal(result)
         if error is not None:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from leaderboard import metadata
 from leaderboard.cursor import Cursor
 from leaderboard.keys import member_for
 from leaderboard.serve.answers import gap_to_next, percentile
@@ -49,7 +50,8 @@ def _where(region: str, n: int) -> str:
 
 def _entry(row: asyncpg.Record, rank: int) -> dict[str, Any]:
     return {"rank": rank, "user_id": row["user_id"], "name": row["name"],
-            "region": row["region"], "score": row["score"]}
+            "region": row["region"], "score": row["score"],
+            "metadata": metadata.decode(row["metadata"])}
 
 
 class PostgresRanks:
@@ -66,7 +68,7 @@ class PostgresRanks:
         of: list[Any] = [board, season]
         params: list[Any] = [*of, limit] if region == GLOBAL else [*of, limit, region]
         rows = await self._pg.fetch(
-            f"SELECT user_id, name, region, score, reached FROM leaderboard "
+            f"SELECT user_id, name, region, score, reached, metadata FROM leaderboard "
             f"WHERE {_where(region, 4)} {ORDERS[order]} LIMIT $3", *params)
         total = await self._total(region, board, season)
         cursor = None
@@ -86,7 +88,7 @@ class PostgresRanks:
     async def _me(self, region: str, user_id: str, board: str, season: int,
                   order: str) -> tuple[asyncpg.Record, int] | None:
         me = await self._pg.fetchrow(
-            f"SELECT user_id, name, region, score, reached FROM leaderboard WHERE {LIVE} "
+            f"SELECT user_id, name, region, score, reached, metadata FROM leaderboard WHERE {LIVE} "
             "AND user_id = $3", board, season, user_id)
         if me is None or (region != GLOBAL and me["region"] != region):
             return None
@@ -124,8 +126,8 @@ class PostgresRanks:
         if region != GLOBAL:
             params.append(region)
         rows = await self._pg.fetch(
-            f"SELECT user_id, name, region, score FROM leaderboard WHERE {_where(region, 5)} "
-            f"{ORDERS[order]} OFFSET $3 LIMIT $4", *params)
+            f"SELECT user_id, name, region, score, metadata FROM leaderboard "
+            f"WHERE {_where(region, 5)} {ORDERS[order]} OFFSET $3 LIMIT $4", *params)
         ranked = [_entry(r, first + i) for i, r in enumerate(rows)]
         return {"region": region, "self": _entry(me, rank),
                 "around": [e for e in ranked if e["user_id"] != user_id],

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from leaderboard import metadata
 from leaderboard.actors.shard import WriteCommand, WriteResult
 from leaderboard.errors import (
     BoardChanged,
@@ -66,7 +67,8 @@ def entry(cmd: WriteCommand, result: WriteResult) -> dict[str, Any]:
     """The entry an applied write answers with; flags say why a rank is missing."""
     body: dict[str, Any] = {"rank": result.rank, "user_id": cmd.user_id,
                             "name": result.name or cmd.name,
-                            "region": cmd.region, "score": result.score}
+                            "region": cmd.region, "score": result.score,
+                            "metadata": metadata.decode(result.metadata)}
     if result.global_pending:  # GLOBAL's Redis unreachable: applied, folded in later
         body.update(rank=None, global_pending=True)
     elif result.rank == 0:  # the board is being rebuilt: no rank rather than a wrong one

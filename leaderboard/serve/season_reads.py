@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leaderboard import metadata
 from leaderboard.boards import Board
 from leaderboard.cursor import Cursor
 from leaderboard.keys import member_for
@@ -20,7 +21,7 @@ from leaderboard.serve.pg_ranks import Queries
 from leaderboard.settings import GLOBAL
 
 ARCHIVED = "SELECT archived_through FROM boards WHERE id = $1 AND generation = $2"
-COLUMNS = "user_id, name, region, score, reached"
+COLUMNS = "user_id, name, region, score, reached, metadata"
 SEASON = "board = $1 AND season = $2"
 
 
@@ -35,7 +36,8 @@ def _ranked(sign: int) -> str:
 
 def _entry(row: Any, rank_column: str) -> dict[str, Any]:
     return {"rank": int(row[rank_column]), "user_id": row["user_id"], "name": row["name"],
-            "region": row["region"], "score": int(row["score"])}
+            "region": row["region"], "score": int(row["score"]),
+            "metadata": metadata.decode(row["metadata"])}
 
 
 def _sign(board: Board) -> int:

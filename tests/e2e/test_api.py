@@ -43,7 +43,7 @@ def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
 def entry(rank: int, user_id: str, region: str, score: int) -> dict[str, Any]:
     """The entry a user registered by ``register()`` has."""
     return {"rank": rank, "user_id": user_id, "name": f"Name {user_id}", "region": region,
-            "score": score}
+            "score": score, "metadata": {}}
 
 
 async def user_with_score(client: httpx.AsyncClient, region: str, score: int,
@@ -306,7 +306,7 @@ async def test_minted_token_is_accepted(client: httpx.AsyncClient, service: Serv
                           headers=_hdr(mint(secret_of(service), sub=sub, name="Minted")))
     assert r.status_code == 200, r.text
     assert r.json() == {"rank": r.json()["rank"], "user_id": sub, "name": "Minted",
-                        "region": "EU", "score": 9}
+                        "region": "EU", "score": 9, "metadata": {}}
     assert (await rank_of(client, sub, "EU")).json()["score"] == 9
 
 
@@ -342,7 +342,7 @@ async def test_create_entry(client: httpx.AsyncClient) -> None:
                           headers=bearer(token))
     assert r.status_code == 201, r.text
     e = r.json()
-    assert set(e) == {"rank", "user_id", "name", "region", "score"}
+    assert set(e) == {"rank", "user_id", "name", "region", "score", "metadata"}
     assert (e["user_id"], e["name"], e["region"], e["score"]) == (user, f"Name {user}", "EU", 250)
     assert isinstance(e["rank"], int) and e["rank"] >= 1
     # 409 on a second create, with the score untouched

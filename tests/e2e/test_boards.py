@@ -191,7 +191,7 @@ async def test_default_board_answers_stay_as_they_were(client: httpx.AsyncClient
     token = await register(client, user)
     r = await submit(client, token, "default", score=7)
     assert r.status_code == 200
-    assert set(r.json()) == {"rank", "user_id", "name", "region", "score"}
+    assert set(r.json()) == {"rank", "user_id", "name", "region", "score", "metadata"}
     r = await client.get(f"/rank/{user}")
     assert r.json()["score"] == 7
 

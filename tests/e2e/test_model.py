@@ -37,7 +37,8 @@ class Model:
 
     def entry(self, user: str, rank: int) -> dict[str, object]:
         return {"rank": rank, "user_id": user, "name": f"Name {user}",
-                "region": self.region[user], "score": self.score[user]}
+                "region": self.region[user], "score": self.score[user],
+                "metadata": {}}
 
 
 async def apply_random_write(

@@ -35,7 +35,7 @@ async def test_rank_missing_user_or_other_board_is_none(
     assert await ranker.rank("EU", "ghost") is None
     assert await ranker.rank("NA", "u01") is None
     assert await ranker.rank("EU", "u01") == {
-        "rank": 2, "user_id": "u01", "name": "N1", "region": "EU", "score": 1,
+        "rank": 2, "user_id": "u01", "name": "N1", "region": "EU", "score": 1, "metadata": {},
         "total": 3, "percentile": 33.33, "gap_to_next": 2,  # u02 holds 2: 3 passes it
     }
 

@@ -173,3 +173,20 @@ async def test_a_rebuild_keeps_erased_users_erased(
     await guard._replay()
     assert not await redis.exists(keys.user("gone"))
     assert (await shard.write(WriteCommand("gone", "G", "EU", "set", 1))).status == "erased"
+
+
+async def test_a_rebuild_restores_renamed_users_profiles(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    keys = Keys(settings.board)
+    await pg.execute("INSERT INTO credentials (user_id, name, region, password_hash, renamed_at) "
+                     "VALUES ('ren', 'New', 'EU', 'x', now()), ('kept', 'Same', 'EU', 'x', NULL)")
+    shard = RegionShard(settings, "EU")
+    await redis.hset(keys.profile("ren"), "name", "New")
+    assert (await shard.write(WriteCommand("ren", "Old", "EU", "set", 9))).name == "New"
+    await redis.flushdb()  # Redis lost its data, the profile with it
+    await rebuild_from_postgres(redis, pg, keys)
+    assert await redis.hget(keys.profile("ren"), "name") == "New"
+    assert not await redis.exists(keys.profile("kept"))  # only renamed users get a profile
+    # a token issued before the rename (name "Old") still writes the new name
+    assert (await shard.write(WriteCommand("ren", "Old", "EU", "set", 10))).name == "New"

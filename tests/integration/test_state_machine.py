@@ -12,8 +12,10 @@ writes, with and without Idempotency-Key, and compares every answer and every bo
 - a result with |score| > 2^53 - 1 is ``out_of_range`` and changes nothing; ``create`` on
   an existing entry is ``exists`` and changes nothing;
 - a key already applied for the user answers ``replay`` with the first answer (score,
-  version, rank) and changes nothing; the same key with another (mode, value) answers
-  ``key_reused``; refused writes are not remembered;
+  version, rank, metadata) and changes nothing; the same key with another (mode, value,
+  metadata) answers ``key_reused``; refused writes are not remembered;
+- an applied write sets the entry's metadata to the one it carries (none: ``{}``), and every
+  read answers it with the entry;
 - versions strictly increase (per user, and across the instance: one clock).
 
 The machine is synchronous: it owns a private event loop, and its shards and ranker are
@@ -23,6 +25,7 @@ created inside that loop.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +63,7 @@ USERS: dict[str, str] = {
 }
 NAMES = ("", " II")  # a write carries one of two names per user: the last applied one shows
 KEYS_POOL = ("k1", "k2", "k3:x")
+METAS = ("", '{"car":"red"}', '{"n":[1,2.5],"é":null}')  # compact encodings; '' = none
 
 # values that collide (ties), values near the edge of the range, and anything in between
 SMALL = st.integers(-3, 3)
@@ -87,7 +91,9 @@ def write_commands(draw: st.DrawFn, keyed: bool) -> WriteCommand:
     value = draw(value_for(mode))
     key = draw(st.sampled_from(KEYS_POOL)) if keyed else None
     name = user + draw(st.sampled_from(NAMES))
-    return WriteCommand(user, name, USERS[user], mode, value, key)  # type: ignore[arg-type]
+    meta = draw(st.sampled_from(METAS))
+    return WriteCommand(user, name, USERS[user], mode, value, key,  # type: ignore[arg-type]
+                        metadata=meta)
 
 
 @dataclass
@@ -95,6 +101,7 @@ class Entry:
     score: int
     reached: int  # model sequence number of the write that reached this score
     name: str
+    meta: str = ""
 
 
 @dataclass
@@ -102,7 +109,7 @@ class Model:
     entries: dict[str, Entry] = field(default_factory=dict)
     seq: int = 0
     # (user, key) -> (fingerprint, first answer's score, version, rank)
-    idem: dict[tuple[str, str], tuple[tuple[str, int], int, int, int]] = field(
+    idem: dict[tuple[str, str], tuple[tuple[str, int, str], int, int, int]] = field(
         default_factory=dict
     )
     last_version: dict[str, int] = field(default_factory=dict)
@@ -119,14 +126,15 @@ class Model:
     def entry(self, user: str, rank: int) -> dict[str, Any]:
         e = self.entries[user]
         return {"rank": rank, "user_id": user, "name": e.name, "region": USERS[user],
-                "score": e.score}
+                "score": e.score, "metadata": json.loads(e.meta) if e.meta else {}}
 
     def expect(self, cmd: WriteCommand) -> tuple[str, int | None]:
         """The status a write should get, and the score it would leave (None: unchanged)."""
         if cmd.idempotency_key is not None:
             prev = self.idem.get((cmd.user_id, cmd.idempotency_key))
             if prev is not None:
-                return ("replay" if prev[0] == (cmd.mode, cmd.value) else "key_reused"), None
+                same = prev[0] == (cmd.mode, cmd.value, cmd.metadata)
+                return ("replay" if same else "key_reused"), None
         cur = self.entries.get(cmd.user_id)
         if cmd.mode == "create" and cur is not None:
             return "exists", None
@@ -141,7 +149,7 @@ class Model:
         self.seq += 1
         cur = self.entries.get(cmd.user_id)
         reached = cur.reached if cur is not None and cur.score == new else self.seq
-        self.entries[cmd.user_id] = Entry(new, reached, cmd.name)
+        self.entries[cmd.user_id] = Entry(new, reached, cmd.name, cmd.metadata)
         self.events[cmd.region] += 1
 
 
@@ -199,6 +207,7 @@ class LeaderboardMachine(RuleBasedStateMachine):
             if sum(e.score == new for e in model.entries.values()) > 1:
                 event("write makes or joins a tie")
             assert result.score == new
+            assert result.metadata == cmd.metadata
             expected_rank = model.board(GLOBAL).index(cmd.user_id) + 1
             assert result.rank == expected_rank, (cmd, result, expected_rank)
             assert result.version > model.last_version.get(cmd.user_id, 0)
@@ -207,12 +216,14 @@ class LeaderboardMachine(RuleBasedStateMachine):
             model.clock = result.version
             if cmd.idempotency_key is not None:
                 model.idem[(cmd.user_id, cmd.idempotency_key)] = (
-                    (cmd.mode, cmd.value), result.score, result.version, result.rank,
+                    (cmd.mode, cmd.value, cmd.metadata), result.score, result.version,
+                    result.rank,
                 )
         elif status == "replay":
             assert cmd.idempotency_key is not None
-            _, score, version, rank = model.idem[(cmd.user_id, cmd.idempotency_key)]
+            fp, score, version, rank = model.idem[(cmd.user_id, cmd.idempotency_key)]
             assert (result.score, result.version, result.rank) == (score, version, rank)
+            assert result.metadata == fp[2]
         return result
 
     @rule(cmd=write_commands(keyed=False))
@@ -230,27 +241,31 @@ class LeaderboardMachine(RuleBasedStateMachine):
         if rename:
             other = cmd.user_id + NAMES[1] if cmd.name == cmd.user_id else cmd.user_id
             cmd = WriteCommand(cmd.user_id, other, cmd.region, cmd.mode, cmd.value,
-                               cmd.idempotency_key)
+                               cmd.idempotency_key, metadata=cmd.metadata)
         self.do_write(cmd)
 
-    @rule(cmd=sent, change=st.sampled_from(["mode", "value", "both"]), data=st.data())
+    @rule(cmd=sent, change=st.sampled_from(["mode", "value", "both", "metadata"]),
+          data=st.data())
     def reuse_key(self, cmd: WriteCommand, change: str, data: st.DataObject) -> None:
-        """The same user and key with another request: another mode, value, or both."""
+        """The same user and key with another request: another mode, value, both, or only
+        other metadata."""
         mode: Any = cmd.mode
-        value = cmd.value
-        if change != "value":
+        value, meta = cmd.value, cmd.metadata
+        if change == "metadata":
+            meta = data.draw(st.sampled_from([m for m in METAS if m != meta]))
+        if change in ("mode", "both"):
             mode = data.draw(st.sampled_from([m for m in ("set", "add", "create") if m != mode]))
-        if change != "mode":
+        if change in ("value", "both"):
             value = data.draw(value_for(mode).filter(lambda v: v != cmd.value))
         self.do_write(WriteCommand(cmd.user_id, cmd.name, cmd.region, mode, value,
-                                   cmd.idempotency_key))
+                                   cmd.idempotency_key, metadata=meta))
 
     @rule(cmd=consumes(sent), data=st.data())
     def same_key_other_user(self, cmd: WriteCommand, data: st.DataObject) -> None:
         """Keys are per user: another user's identical request is a write of its own."""
         user = data.draw(st.sampled_from(sorted(u for u in USERS if u != cmd.user_id)))
         self.do_write(WriteCommand(user, user, USERS[user], cmd.mode, cmd.value,
-                                   cmd.idempotency_key))
+                                   cmd.idempotency_key, metadata=cmd.metadata))
 
     @precondition(lambda self: bool(self.model.entries))
     @rule(data=st.data())

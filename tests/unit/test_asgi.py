@@ -194,15 +194,42 @@ async def test_token_checked_before_the_body(client: httpx.AsyncClient) -> None:
     r = await client.post("/score", json={"score": 1})
     assert r.status_code == 401
     r = await client.post("/score", json={"score": 1}, headers={"Authorization": "Bearer ok"})
-    assert r.json() == {"body": {"score": 1}, "query": None, "claims": {"sub": "me"}}
+    assert r.json() == {"body": {"score": 1, "metadata": None}, "query": None, "claims": {"sub": "me"}}
 
 
 async def test_score_out_of_bounds_rejected_over_http(client: httpx.AsyncClient) -> None:
     ok = {"Authorization": "Bearer ok"}
     r = await client.post("/score", json={"score": 2**53 - 1}, headers=ok)
-    assert r.json()["body"] == {"score": 2**53 - 1}
+    assert r.json()["body"] == {"score": 2**53 - 1, "metadata": None}
     r = await client.post("/score", json={"score": 2**53}, headers=ok)
     assert r.status_code == 422 and r.json()["detail"].startswith("score: ")
+
+
+def _metadata_of_size(n: int) -> dict[str, str]:
+    """{"k":"xx…"} encoded compactly in exactly n bytes (8 bytes besides the x's), with é (2
+    bytes in UTF-8) first, so characters and bytes differ."""
+    return {"k": "é" + "x" * (n - 10)}
+
+
+async def test_metadata_limit_is_512_bytes_encoded_compactly(client: httpx.AsyncClient) -> None:
+    ok = {"Authorization": "Bearer ok"}
+    at = _metadata_of_size(512)
+    r = await client.post("/score", json={"score": 1, "metadata": at}, headers=ok)
+    assert r.status_code == 200 and r.json()["body"]["metadata"] == at
+    r = await client.post("/score", json={"score": 1, "metadata": _metadata_of_size(513)},
+                          headers=ok)
+    assert r.status_code == 422 and r.json()["error"] == "metadata_invalid"
+    assert "513 bytes" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("bad", [[1], "text", 3, True, {"n": 1e400}])
+async def test_metadata_must_be_an_object_of_finite_numbers(
+    client: httpx.AsyncClient, bad: object
+) -> None:
+    body = ({"content": b'{"score": 1, "metadata": {"n": 1e400}}'} if isinstance(bad, dict)
+            else {"json": {"score": 1, "metadata": bad}})
+    r = await client.post("/score", headers={"Authorization": "Bearer ok"}, **body)
+    assert r.status_code == 422 and r.json()["error"] == "metadata_invalid"
 
 
 async def test_malformed_json_over_http(client: httpx.AsyncClient) -> None:
@@ -214,7 +241,7 @@ async def test_malformed_json_over_http(client: httpx.AsyncClient) -> None:
 async def test_optional_body(client: httpx.AsyncClient) -> None:
     assert (await client.post("/maybe")).json()["body"] is None
     assert (await client.post("/maybe", content=b"null")).json()["body"] is None
-    assert (await client.post("/maybe", json={"score": 3})).json()["body"] == {"score": 3}
+    assert (await client.post("/maybe", json={"score": 3})).json()["body"] == {"score": 3, "metadata": None}
     assert (await client.post("/maybe", content=b"[]")).status_code == 422
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from leaderboard import metadata
 from leaderboard.actors.router import shard_for
 from leaderboard.actors.shard import WriteCommand, WriteMode, WriteResult
 from leaderboard.boards import DEFAULT, Board, Kind
@@ -42,7 +43,8 @@ def idempotency_key(call: Call) -> str | None:
 async def _write(ctx: Context, call: Call, mode: WriteMode, value: int, status: int,
                  board: Board = DEFAULT) -> Reply:
     """One write on the caller's shard: the entry, with the caller's rate-limit headers."""
-    cmd, result = await ctx.write(call.claims, mode, value, idempotency_key(call), board.id)
+    meta = metadata.encode(getattr(call.body, "metadata", None))
+    cmd, result = await ctx.write(call.claims, mode, value, idempotency_key(call), board.id, meta)
     body = entry(cmd, result)
     if board.operator == "best":
         body["improved"] = result.improved
@@ -126,7 +128,7 @@ async def batch(ctx: Context, call: Call) -> Reply:
             continue
         cmd = WriteCommand(item.user_id, profile[0], profile[1],
                            "set" if kind == "score" else "add", value, item.idempotency_key,
-                           item.board)
+                           item.board, metadata.encode(item.metadata))
         by_shard.setdefault(shard_for(ctx.topology, profile[1], item.user_id), []).append((i, cmd))
     groups = list(by_shard.items())
     outcomes = await asyncio.gather(

@@ -34,7 +34,7 @@ async def rename(ctx: Context, call: Call) -> Reply:
     if claims.role != "player":
         raise Forbidden("only a player's own token can rename a player")
     region = await ctx.pg.fetchval(
-        "UPDATE credentials SET name = $2 WHERE user_id = $1 RETURNING region",
+        "UPDATE credentials SET name = $2, renamed_at = now() WHERE user_id = $1 RETURNING region",
         claims.sub, body.name)
     if region is None:
         if await ctx.pg.fetchval("SELECT 1 FROM erased_users WHERE user_id = $1", claims.sub):
