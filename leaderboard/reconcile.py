@@ -138,7 +138,8 @@ async def _redis_side(
             "AND user_id = ANY($1)", list(users), scope.board.id, scope.season)}
         newer = [ScoreEvent(user_id=u, name=h["name"], region=h["region"], score=h["score"],
                             version=h["version"], reached=h["reached"], ts=h["updated_at"],
-                            board=scope.board.id, season=scope.season)
+                            board=scope.board.id, season=scope.season,
+                            metadata=h.get("meta", ""))
                  for u, h in users.items() if stored.get(u, 0) < int(h["version"])]
         report.postgres_behind += [e.user_id for e in newer]
         if newer and not dry_run:

@@ -7,10 +7,12 @@ hourly season and an asc/best board without reset; a shard's write group mixes t
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -24,7 +26,7 @@ from leaderboard.keys import Keys
 from leaderboard.pipeline.writer import StreamWriter
 from leaderboard.recovery import BoardGuard
 from leaderboard.redis_client import REDIS_DOWN
-from leaderboard.serve.ranking import Ranker
+from leaderboard.serve.ranking import Ranker, ReadRequest
 from leaderboard.settings import GLOBAL, Settings
 from leaderboard.shards import Topology
 from tests.boards_model import BoardModel
@@ -214,7 +216,8 @@ async def test_writers_fold_other_boards_when_the_fast_path_could_not(
 
     monkeypatch.setattr(shards["EU"]._fold, "apply", down)
     await write_groups(shards, boards, 40, seed=9)
-    pending = await shards["EU"].write(command(boards.best, "u01", -100))
+    pending = await shards["EU"].write(replace(command(boards.best, "u01", -100),
+                                               metadata='{"car":"fast"}'))
     assert pending.global_pending and pending.rank == 0
     boards.models[boards.best.id].write(pending.version, "u01", "N u01", "EU", "score", -100)
     ranker = Ranker(sharded)
@@ -222,6 +225,10 @@ async def test_writers_fold_other_boards_when_the_fast_path_could_not(
     await drain(redis, other, pg, keys, GlobalFold(redis, keys, boards.lookup))
     for board in boards.all:
         assert await board_of(ranker, board, GLOBAL) == expected(boards, board, GLOBAL)
+    # the writers' fold carries the entry's metadata to GLOBAL's instance too
+    read = ReadRequest("rank", GLOBAL, 1, "u01", boards.best.id, 1)
+    answer = (await ranker.read_many([read]))[0]
+    assert isinstance(answer, bytes) and json.loads(answer)["metadata"] == {"car": "fast"}
     assert FoldLag.from_hash(await redis.hgetall(keys.fold_stats)).applied_net > 0
 
 

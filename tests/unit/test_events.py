@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from leaderboard.pipeline.events import (
     BOARD_FIELD,
     FIELD,
+    META_FIELD,
     BadEvent,
     StoredEvent,
     decode,
@@ -88,3 +89,17 @@ def test_board_and_season_round_trip(board: str, season: int) -> None:
 def test_malformed_board_fields_are_refused(value: str) -> None:
     with pytest.raises(BadEvent):
         decode({FIELD: encode(GOOD), BOARD_FIELD: value})
+
+
+def test_metadata_travels_in_its_own_field_only_when_there_is_some() -> None:
+    e = GOOD._replace(metadata='{"car":"red é"}')
+    assert encode_fields(e) == {FIELD: encode(GOOD), META_FIELD: '{"car":"red é"}'}
+    assert decode(encode_fields(e)) == e
+    assert named(encode_fields(e))["metadata"] == '{"car":"red é"}'
+    assert META_FIELD not in encode_fields(GOOD) and "metadata" not in named(encode_fields(GOOD))
+
+
+@pytest.mark.parametrize("meta", ["[1]", '"s"', "{", "{" + '"k":"' + "x" * 600 + '"}'])
+def test_metadata_that_is_not_an_object_within_the_limit_is_a_bad_event(meta: str) -> None:
+    with pytest.raises(BadEvent):
+        decode({FIELD: encode(GOOD), META_FIELD: meta})
