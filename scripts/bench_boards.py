@@ -11,7 +11,9 @@ Starts its own Ray + Serve (as ``scripts/bench.py``: port 18800, Redis index 10,
       in Postgres and until its keys are freed; write p99 across the boundary versus away;
   B6. past-season top-100 and rank p50/p99 next to the live ones;
   B7. (issue 11) friends' ranks with 100 ids, and a page deep in the 1,000,000-entry board of
-      B4 (``from_rank=900000``) next to its first page.
+      B4 (``from_rank=900000``) next to its first page;
+  B8. (issue 11) what rank's new fields cost: the rank script and answer before and after
+      (``scripts/bench_rank_fields.py``), against a whole rank read.
 """
 
 from __future__ import annotations
@@ -205,6 +207,10 @@ def main() -> None:
         quiet([settings])
         memory_item(base, settings, args)
         client_reads(base, args)
+        from bench_rank_fields import rank_fields  # B8
+
+        live = bench.RESULTS.get("live_rank")
+        rank_fields(settings.redis_url, live.value if live else None)
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
