@@ -210,6 +210,9 @@ class Settings(StoreSettings):
 
     live_heartbeat_s: float = Field(15.0, gt=0, le=300, alias="LIVE_HEARTBEAT_S")
     live_max_watchers: int = Field(3000, ge=0, alias="LIVE_MAX_WATCHERS")  # per gateway replica
+    # SSE frames a gateway replica sends a second at most, over all its streams: views are
+    # paced below 10 events a second once their watchers would exceed it (docs/live.md)
+    live_frames_per_s: int = Field(2000, ge=10, le=1_000_000, alias="LIVE_FRAMES_PER_S")
 
     @field_validator("jwt_secret")
     @classmethod

@@ -72,7 +72,7 @@ class Context:
             self._read_sender, max_size=size, max_wait_s=wait,
             max_inflight=settings.batch_max_inflight * ranking_replicas)
         self.live = LiveHub(self.read, self.boards.get, settings.redis_url, self.keys.live,
-                            settings.live_max_watchers)
+                            settings.live_max_watchers, settings.live_frames_per_s)
 
     @staticmethod
     def _shard_sender(handle: Any) -> Any:

@@ -4,8 +4,10 @@ A shard announces on Redis pub/sub (``Keys.live``) which ``board/region`` pairs 
 group changed. The hub marks those feeds, and their board's GLOBAL feed, dirty. A dirty feed
 reads each of its views once (top-N, or a user's neighbourhood) and offers the result to every
 watcher of that view: the reads grow with the views watched, never with the watchers. A feed
-reads at most ``1 / MIN_GAP_S`` times a second, and a signal that arrives during a read makes
-another read follow it, so the last event a watcher gets equals a fresh read. Feeds also read
+reads at most ``1 / MIN_GAP_S`` times a second, and less often once the process's watchers
+would take more than ``frames_per_s`` frames a second (writing a frame to a socket is the cost
+that grows with watchers); a signal that arrives during a read makes another read follow it, so
+the last event a watcher gets equals a fresh read. Feeds also read
 at each season boundary of their board (the new, empty season) and every ``POLL_S`` as a
 safety net for a signal lost while the subscription was down. See docs/live.md.
 """
@@ -121,7 +123,7 @@ class Feed:
             self.dirty.clear()
             started = time.monotonic()
             await self._refresh()
-            await asyncio.sleep(max(0.0, MIN_GAP_S - (time.monotonic() - started)))
+            await asyncio.sleep(max(0.0, self.hub.gap_s() - (time.monotonic() - started)))
 
     def _quiet_for(self) -> float:
         """How long to wait without a signal: until the season ends, at most ``POLL_S``."""
@@ -157,18 +159,24 @@ class LiveHub:
     """Every feed of this process and the one subscription that tells them about writes."""
 
     def __init__(self, read: Read, boards: Lookup, redis_url: str, channel: str,
-                 max_watchers: int) -> None:
+                 max_watchers: int, frames_per_s: int = 2000) -> None:
         self._read = read
         self.boards = boards
         self._redis_url = redis_url
         self._channel = channel
         self.max_watchers = max_watchers
+        self.frames_per_s = frames_per_s
         self.feeds: dict[tuple[str, str], Feed] = {}
         self.watchers = 0
         self._listener: asyncio.Task[None] | None = None
 
     def full(self) -> bool:
         return self.watchers >= self.max_watchers
+
+    def gap_s(self) -> float:
+        """The least time between two reads of a feed: ``MIN_GAP_S``, or longer when every
+        watcher getting an event that often would pass ``frames_per_s`` frames a second."""
+        return max(MIN_GAP_S, self.watchers / self.frames_per_s)
 
     def stats(self) -> dict[str, int]:
         """Open streams, views and feeds of this process, and how often those feeds read."""

@@ -89,3 +89,28 @@ async def test_global_views_follow_every_region(redis: aioredis.Redis, settings:
     assert kinds == ["around", "top"]  # the view and its user part, once
     assert body.startswith(b'{"board":"b2","top":')
     await stream.aclose()
+
+
+async def test_many_watchers_pace_views_to_the_frame_budget(
+        redis: aioredis.Redis, settings: Settings) -> None:
+    """200 watchers and a budget of 200 frames a second: a view reads (and sends) about once a
+    second, not ten times, under a steady stream of changes; the last event is still fresh."""
+    reads = CountingReads()
+    hub = LiveHub(reads, lambda _: None, settings.redis_url, CHANNEL, 10_000, frames_per_s=200)
+    streams = [hub.events(ViewKey("b2", "EU", 10), 30) for _ in range(200)]
+    await asyncio.gather(*(next_view(s) for s in streams))
+    assert hub.gap_s() == 1.0
+    await subscribed(redis)
+    await asyncio.sleep(1.2)
+    before = reads.of("EU")
+    for _ in range(100):  # 3 s of announcements, 33 a second
+        await redis.publish(CHANNEL, "b2/EU")
+        await asyncio.sleep(0.03)
+    await asyncio.sleep(1.2)
+    during = reads.of("EU") - before
+    assert 2 <= during <= 5, during  # ~3 s / 1 s gap, + the one after the burst (10x: ~30)
+    last = await asyncio.gather(*(next_view(s) for s in streams))
+    assert set(last) == {b'{"board":"b2","top":{"total":%d},"me":null}' % len(reads.requests)}
+    for stream in streams:
+        await stream.aclose()
+    assert hub.gap_s() == MIN_GAP_S
