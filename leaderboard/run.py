@@ -40,6 +40,16 @@ def prepare_ray_env(settings: Settings) -> None:
     os.environ.update(token_env(settings.state_dir))
 
 
+def metrics_lines(settings: Settings) -> list[str]:
+    """Where Prometheus finds this instance's metrics (docs/metrics.md)."""
+    from leaderboard.serve.ray_env import LOOPBACK, METRICS_PORT, metrics_host
+
+    haproxy = os.environ.get("RAY_SERVE_HAPROXY_METRICS_PORT", str(METRICS_PORT))
+    return [f"metrics: http://{LOOPBACK}:{settings.metrics_export_port}/metrics (Ray's metrics "
+            "agent: leaderboard_*, Serve's ray_serve_*, Ray's own)",
+            f"metrics: http://{metrics_host()}:{haproxy}/metrics (HAProxy's own)"]
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = load_settings()
@@ -61,6 +71,7 @@ def main() -> None:
         _node_ip_address=LOOPBACK,
         namespace=settings.ray_namespace,
         logging_level=logging.WARNING,
+        _metrics_export_port=settings.metrics_export_port,  # on the node's address: loopback
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -71,6 +82,8 @@ def main() -> None:
                   route_prefix=config.route_prefix, logging_config=config.logging_config)
         log.info("serving on http://%s:%d/ (the web page; API docs at /docs); Ctrl-C stops",
                  settings.host, settings.port)
+        for line in metrics_lines(settings):
+            log.info("%s", line)
         stop.wait()
         log.info("stopping")
     finally:
