@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -43,3 +44,11 @@ def tally(
         else:
             refused[board(cmd.board), result.status, result.scope] += 1
     return applied, refused
+
+
+def cumulative_buckets(values: Sequence[float], bounds: Sequence[float]) -> list[tuple[str, int]]:
+    """(``le``, how many values are at most it) per bound, then ``+Inf``: Prometheus's
+    cumulative bucket form, computed once per batch instead of one observation per value."""
+    ordered = sorted(values)
+    counts = [(f"{b:g}", bisect.bisect_right(ordered, b)) for b in bounds]
+    return [*counts, ("+Inf", len(ordered))]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ray.util import metrics as ray_metrics
 
 from leaderboard.metrics import specs
-from leaderboard.metrics.labels import BoardLabels, tally
+from leaderboard.metrics.labels import BoardLabels, cumulative_buckets, tally
 from leaderboard.metrics.specs import NS, Spec
 
 if TYPE_CHECKING:
@@ -130,7 +130,8 @@ class WriterMetrics:
     def __init__(self, namespace: str, writer: str) -> None:
         self._batch = histogram(specs.WRITER_BATCH, namespace)
         self._upsert = histogram(specs.WRITER_UPSERT, namespace)
-        self._lag = histogram(specs.POSTGRES_LAG, namespace)
+        self._lag = counter(specs.POSTGRES_LAG, namespace)
+        self._lag_sum = counter(specs.POSTGRES_LAG_SUM, namespace)
         self._events = counter(specs.WRITER_EVENTS, namespace)
         self._errors = counter(specs.WRITER_ERRORS, namespace)
         self._dead = counter(specs.DEAD_LETTERED, namespace)
@@ -138,14 +139,19 @@ class WriterMetrics:
 
     def batch(self, size: int, upsert_s: float | None, lags_s: Sequence[float]) -> None:
         """A batch acknowledged: its size, its upsert's time (None: nothing to store), and
-        each stored event's lag."""
+        each stored event's lag (counted into buckets here: one ``inc`` per bucket)."""
         self._batch.observe(size)
         if upsert_s is not None:
             self._upsert.observe(upsert_s)
-        for lag in lags_s:
-            self._lag.observe(lag)
-        if lags_s:
-            self._events.inc(len(lags_s))
+        if not lags_s:
+            return
+        for le, n in cumulative_buckets(lags_s, specs.LAG_BUCKETS_S):
+            if n:
+                self._lag.inc(n, {"le": le})
+        total = sum(lags_s)
+        if total > 0:
+            self._lag_sum.inc(total)
+        self._events.inc(len(lags_s))
 
     def dead(self, per_shard: Tally[str]) -> None:
         for shard, n in per_shard.items():

@@ -85,9 +85,13 @@ WRITER_BATCH = _h("leaderboard_writer_batch_size", "Stream entries per writer ba
 WRITER_UPSERT = _h("leaderboard_writer_upsert_seconds",
                    "Time to store one batch in Postgres (the upsert transaction)",
                    UPSERT_BUCKETS_S)
-POSTGRES_LAG = _h("leaderboard_postgres_lag_seconds",
-                  "From a write entering its stream (Redis's clock) to its Postgres commit",
-                  LAG_BUCKETS_S)
+# the lag per event, counted into buckets in the writer and added once per batch (one inc per
+# bucket, not one observe per event: docs/metrics.md), in Prometheus's cumulative bucket form
+POSTGRES_LAG = _c("leaderboard_postgres_lag_events",
+                  "Events stored with a lag of at most le seconds from entering their stream "
+                  "(Redis's clock) to their Postgres commit; histogram_quantile works on it", "le")
+POSTGRES_LAG_SUM = _c("leaderboard_postgres_lag_seconds",
+                      "Sum of those lags (exact; over the le=+Inf count: the mean lag)")
 WRITER_EVENTS = _c("leaderboard_writer_events_stored", "Events stored in Postgres by writers")
 WRITER_ERRORS = _c("leaderboard_writer_errors",
                    "Writer batches that failed and are retried (Postgres or Redis away)")
@@ -114,6 +118,7 @@ LIVE_VIEWS = _g("leaderboard_live_views", "Distinct views the replica's live str
 SPECS: tuple[Spec, ...] = (
     WRITES_APPLIED, WRITES_REFUSED, BACKLOG, OLDEST, DEAD_LETTERS, WARMING, REBUILD_RUNNING,
     REBUILD_ROWS, REBUILDS, AUTH_LIMITED, WRITER_BATCH, WRITER_UPSERT, POSTGRES_LAG,
+    POSTGRES_LAG_SUM,
     WRITER_EVENTS, WRITER_ERRORS, DEAD_LETTERED, WRITER_PAUSED, FOLD_LAG, FOLD_LAG_MAX,
     FOLD_LAG_LAST, FOLDED, LIVE_WATCHERS, LIVE_VIEWS,
 )

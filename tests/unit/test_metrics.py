@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from leaderboard.actors.shard import WriteCommand, WriteResult
 from leaderboard.fold import FoldLag
-from leaderboard.metrics.labels import OTHER, BoardLabels, tally
+from leaderboard.metrics.labels import OTHER, BoardLabels, cumulative_buckets, tally
 from leaderboard.metrics.specs import NS, SERVE_METRICS, SPECS, Spec, exported_names
 from leaderboard.pipeline.stream import Delivery
 from leaderboard.pipeline.writer import entry_ages
@@ -49,6 +49,20 @@ def test_tally_counts_one_entry_per_label_set() -> None:
                        (OTHER, "replay"): 1}
     assert refused == {(OTHER, "unknown_board", ""): 1, ("default", "rate_limited", "user"): 1,
                        ("default", "rate_limited", "region"): 1, (OTHER, "queue_full", ""): 1}
+
+
+def test_cumulative_buckets_in_prometheus_form() -> None:
+    lags = [0.5, 0.001, 3.0, 0.02, 0.001, 120.0]
+    assert cumulative_buckets(lags, (0.001, 0.01, 1, 60)) == [
+        ("0.001", 2), ("0.01", 2), ("1", 4), ("60", 5), ("+Inf", 6)]
+    assert cumulative_buckets([], (1.0,)) == [("1", 0), ("+Inf", 0)]
+
+
+@given(st.lists(st.floats(0, 100), max_size=50))
+def test_cumulative_buckets_never_decrease_and_end_with_every_value(lags: list[float]) -> None:
+    counts = [n for _, n in cumulative_buckets(lags, (0.001, 0.1, 1.0, 10.0))]
+    assert counts == sorted(counts) and counts[-1] == len(lags)
+    assert counts[2] == sum(1 for x in lags if x <= 1.0)
 
 
 def test_metrics_boards_parsed_and_bounded() -> None:
