@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -40,6 +41,18 @@ def prepare_ray_env(settings: Settings) -> None:
     os.environ.update(token_env(settings.state_dir))
 
 
+def check_metrics_port(port: int, host: str = "127.0.0.1") -> None:
+    """Ray's metrics agent exits when its port is taken, and Ray then only says that the node
+    timed out starting: say what is wrong before starting it."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            print(f"configuration error: METRICS_EXPORT_PORT {port} is in use (another make run?);"
+                  " set METRICS_EXPORT_PORT to a free port", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
 def metrics_lines(settings: Settings) -> list[str]:
     """Where Prometheus finds this instance's metrics (docs/metrics.md)."""
     from leaderboard.serve.ray_env import LOOPBACK, METRICS_PORT, metrics_host
@@ -63,6 +76,7 @@ def main() -> None:
     from leaderboard.serve.ray_env import LOOPBACK
 
     asyncio.run(ensure_database(settings))
+    check_metrics_port(settings.metrics_export_port, LOOPBACK)
     config = load()
     ray.init(
         address="local",  # a new local instance, never a cluster already running here

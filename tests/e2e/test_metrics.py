@@ -34,7 +34,6 @@ from tests.e2e.servers import OwnRedis
 
 NS = "mt"
 QUEUE_LIMIT = 4
-Labels = dict[str, str]
 
 
 @dataclass
