@@ -122,6 +122,16 @@ class FoldLag:
         return cls(counts, int(h.get("max_us", 0)) / 1000, int(h.get("last_us", 0)) / 1000,
                    int(h.get("applied_fast", 0)), int(h.get("applied_net", 0)))
 
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(``le`` in seconds, as Prometheus buckets write it, events folded with at most that
+        lag) per bucket, the last ``+Inf``: the histogram in Prometheus's cumulative form."""
+        les = [f"{b / 1e6:g}" for b in FOLD_LAG_BUCKETS_US] + ["+Inf"]
+        running, out = 0, []
+        for le, n in zip(les, self.counts.values(), strict=True):
+            running += n
+            out.append((le, running))
+        return out
+
     def as_dict(self) -> dict[str, object]:
         return {"lag_ms_histogram": self.counts, "max_lag_ms": self.max_ms,
                 "last_lag_ms": self.last_ms, "folded_fast": self.applied_fast,

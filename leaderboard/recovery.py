@@ -114,12 +114,21 @@ async def _restore_batch(script: object, keys: Keys, batch: list[tuple[Board, in
     return int(result)
 
 
+@dataclass
+class RebuildProgress:
+    """A rebuild as the shard's metrics see it: running, and the rows restored so far."""
+
+    running: bool = False
+    rows: int = 0
+
+
 async def rebuild_from_postgres(
     redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, chunk: int = 10_000,
-    boards: Boards = all_boards,
+    boards: Boards = all_boards, progress: RebuildProgress | None = None,
 ) -> int:
     """The registry, then each live board's current season (by this instance's clock) from the
-    durable record; returns the rows applied. Ended seasons stay in Postgres (docs/boards.md)."""
+    durable record; returns the rows applied (and counts them in ``progress`` as it goes).
+    Ended seasons stay in Postgres (docs/boards.md)."""
     live = await board_registry.rewrite(redis, keys, pg)
     await erasure.restore_tombstones(redis, keys, pg)
     await erasure.restore_profiles(redis, keys, pg)
@@ -129,25 +138,27 @@ async def rebuild_from_postgres(
     for board in [DEFAULT, *live]:
         season = board.schedule.season_at(now)
         if season is not None:
-            applied += await rebuild_season(redis, pg, keys, board, season, chunk, boards)
+            applied += await rebuild_season(redis, pg, keys, board, season, chunk, boards,
+                                            progress)
     return applied
 
 
 async def rebuild_season(
     redis: aioredis.Redis, pg: asyncpg.Pool, keys: Keys, board: Board, season: int,
-    chunk: int = 10_000, boards: Boards = all_boards,
+    chunk: int = 10_000, boards: Boards = all_boards, progress: RebuildProgress | None = None,
 ) -> int:
     """Every row of one board's season into its keys, keyset-paginated by user_id."""
-    applied = 0
+    counted = RebuildProgress() if progress is None else progress
+    before = counted.rows
     pending: asyncio.Task[int] | None = None
     async for rows in durable_rows(pg, chunk, board.id, season):
         if pending is not None:
-            applied += await pending  # Redis applies one chunk while Postgres reads the next
+            counted.rows += await pending  # Redis applies one chunk while Postgres reads the next
         pending = asyncio.create_task(restore(
             redis, keys, [tuple(r) for r in rows], boards=boards, board=board, season=season))
     if pending is not None:
-        applied += await pending
-    return applied
+        counted.rows += await pending
+    return counted.rows - before
 
 
 async def durable_rows(pg: asyncpg.Pool, chunk: int, board: str = DEFAULT_BOARD,
@@ -234,6 +245,7 @@ class BoardGuard:
         self._unstored = unstored
         self._me = f"{shard}-{uuid.uuid4().hex[:8]}"
         self._seen_epoch: str | None = None
+        self.progress = RebuildProgress()
 
     async def check(self, pg: asyncpg.Pool) -> str:
         """One look at the marker: 'ok', 'replayed' (another shard rebuilt), 'rebuilt', 'waiting'."""
@@ -256,14 +268,17 @@ class BoardGuard:
         await self._replay()
         if not await r.set(k.rebuild_lock, self._me, nx=True, px=LOCK_MS):
             return "waiting"
+        self.progress = RebuildProgress(running=True)
         try:
-            rows = await rebuild_from_postgres(r, pg, k, boards=self._boards)
+            rows = await rebuild_from_postgres(r, pg, k, boards=self._boards,
+                                               progress=self.progress)
             new_epoch = uuid.uuid4().hex
             await r.set(k.epoch, new_epoch)
             self._seen_epoch = new_epoch
             await r.delete(k.warming)
             log.warning("board %s rebuilt from Postgres: %d users", k.board_name, rows)
         finally:
+            self.progress.running = False
             if await r.get(k.rebuild_lock) == self._me:
                 await r.delete(k.rebuild_lock)
         return "rebuilt"

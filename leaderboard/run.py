@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -40,6 +41,28 @@ def prepare_ray_env(settings: Settings) -> None:
     os.environ.update(token_env(settings.state_dir))
 
 
+def check_metrics_port(port: int, host: str = "127.0.0.1") -> None:
+    """Ray's metrics agent exits when its port is taken, and Ray then only says that the node
+    timed out starting: say what is wrong before starting it."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            print(f"configuration error: METRICS_EXPORT_PORT {port} is in use (another make run?);"
+                  " set METRICS_EXPORT_PORT to a free port", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+def metrics_lines(settings: Settings) -> list[str]:
+    """Where Prometheus finds this instance's metrics (docs/metrics.md)."""
+    from leaderboard.serve.ray_env import LOOPBACK, METRICS_PORT, metrics_host
+
+    haproxy = os.environ.get("RAY_SERVE_HAPROXY_METRICS_PORT", str(METRICS_PORT))
+    return [f"metrics: http://{LOOPBACK}:{settings.metrics_export_port}/metrics (Ray's metrics "
+            "agent: leaderboard_*, Serve's ray_serve_*, Ray's own)",
+            f"metrics: http://{metrics_host()}:{haproxy}/metrics (HAProxy's own)"]
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = load_settings()
@@ -53,6 +76,7 @@ def main() -> None:
     from leaderboard.serve.ray_env import LOOPBACK
 
     asyncio.run(ensure_database(settings))
+    check_metrics_port(settings.metrics_export_port, LOOPBACK)
     config = load()
     ray.init(
         address="local",  # a new local instance, never a cluster already running here
@@ -61,6 +85,7 @@ def main() -> None:
         _node_ip_address=LOOPBACK,
         namespace=settings.ray_namespace,
         logging_level=logging.WARNING,
+        _metrics_export_port=settings.metrics_export_port,  # on the node's address: loopback
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -71,6 +96,8 @@ def main() -> None:
                   route_prefix=config.route_prefix, logging_config=config.logging_config)
         log.info("serving on http://%s:%d/ (the web page; API docs at /docs); Ctrl-C stops",
                  settings.host, settings.port)
+        for line in metrics_lines(settings):
+            log.info("%s", line)
         stop.wait()
         log.info("stopping")
     finally:

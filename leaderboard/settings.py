@@ -70,6 +70,23 @@ def parse_splits(text: str, regions: list[str]) -> dict[str, int]:
     return out
 
 
+METRICS_BOARD_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # a board id (boards.BOARD_ID)
+MAX_METRICS_BOARDS = 20
+
+
+def parse_metrics_boards(text: str) -> tuple[str, ...]:
+    """``METRICS_BOARDS``: the board ids that get a ``board`` label of their own (the others
+    are counted together as ``_other``); at most ``MAX_METRICS_BOARDS``, so the label stays
+    bounded whatever boards are created."""
+    ids = [b.strip() for b in text.split(",") if b.strip()]
+    bad = [b for b in ids if not METRICS_BOARD_RE.match(b)]
+    if bad:
+        raise ValueError(f"METRICS_BOARDS: {bad} are not board ids")
+    if len(set(ids)) > MAX_METRICS_BOARDS:
+        raise ValueError(f"METRICS_BOARDS: at most {MAX_METRICS_BOARDS} boards (label values)")
+    return tuple(dict.fromkeys(ids))
+
+
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -214,6 +231,9 @@ class Settings(StoreSettings):
     # paced below 10 events a second once their watchers would exceed it (docs/live.md)
     live_frames_per_s: int = Field(2000, ge=10, le=1_000_000, alias="LIVE_FRAMES_PER_S")
 
+    metrics_boards: str = Field("default", alias="METRICS_BOARDS")
+    metrics_export_port: int = Field(8090, ge=1, le=65535, alias="METRICS_EXPORT_PORT")
+
     @field_validator("jwt_secret")
     @classmethod
     def _secret_long_enough(cls, v: SecretStr) -> SecretStr:
@@ -224,6 +244,16 @@ class Settings(StoreSettings):
                 "print(secrets.token_urlsafe(48))'"
             )
         return v
+
+    @field_validator("metrics_boards")
+    @classmethod
+    def _metrics_boards_valid(cls, v: str) -> str:
+        parse_metrics_boards(v)
+        return v
+
+    @property
+    def metrics_board_list(self) -> tuple[str, ...]:
+        return parse_metrics_boards(self.metrics_boards)
 
     @field_validator("placement_label")
     @classmethod

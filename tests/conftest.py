@@ -21,6 +21,8 @@ os.environ.setdefault("WRITER_BATCH_WAIT_MS", "20")
 os.environ.setdefault("LIVE_HEARTBEAT_S", "2")  # the live tests see a heartbeat soon
 os.environ.setdefault("PORT", os.environ.get("TEST_HTTP_PORT", "18000"))
 os.environ.setdefault("RAY_NAMESPACE", "leaderboard-test")
+# metrics reach Ray's agent each second (5 s otherwise): tests/e2e/test_metrics.py waits less
+os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
 
 from leaderboard.serve.ray_env import apply_serve_env
 from leaderboard.settings import Settings

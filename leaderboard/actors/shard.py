@@ -307,7 +307,9 @@ class RegionShardActor(RegionShard):
     GUARD_INTERVAL_S = 0.5
 
     async def __init__(self, settings: Settings, shard: str) -> None:  # type: ignore[misc]
+        from leaderboard.actors.shard_report import ShardReporter
         from leaderboard.board_cache import BoardCache
+        from leaderboard.metrics.record import WriteCounts
         from leaderboard.rollover import Rollover
         from leaderboard.serve.pg import Postgres
 
@@ -321,8 +323,13 @@ class RegionShardActor(RegionShard):
                      for url in self.topology.urls()}
         self._rollover = Rollover(self._redis, main, self._keys, shard, self.topology,
                                   self.unstored, self._cache, instances)
+        self._counts = WriteCounts(settings.board, settings.metrics_board_list)
+        self._report = ShardReporter(settings.board, shard, self._redis, self._keys,
+                                     lambda: self._guard.progress,
+                                     shard == GLOBAL and len(self.topology.urls()) > 1)
         self._guard_task = asyncio.create_task(self._guard_loop())
         self._cache_task = asyncio.create_task(self._cache.run())
+        self._report_task = asyncio.create_task(self._report.run())
 
     async def write_many(self, cmds: list[WriteCommand]) -> list[WriteResult]:
         """As ``RegionShard.write_many``; a board this shard has not heard of yet (created a
@@ -336,6 +343,7 @@ class RegionShardActor(RegionShard):
             again = await super().write_many([cmds[i] for i in changed])
             for i, result in zip(changed, again, strict=True):
                 results[i] = result
+        self._counts.count(self._shard, cmds, results)
         return results
 
     async def _guard_loop(self) -> None:
@@ -344,7 +352,9 @@ class RegionShardActor(RegionShard):
             try:
                 if pg is None:
                     pg = await create_pool(self._settings, max_size=2)
-                await self._guard.check(pg)
+                outcome = await self._guard.check(pg)
+                if outcome in ("rebuilt", "replayed"):
+                    self._report.gauges.rebuilt(outcome)
                 await self.unstored.confirm(pg)
                 await self._rollover.tick(pg)
             except asyncio.CancelledError:

@@ -14,6 +14,7 @@ from leaderboard.actors.placement import writer_placement_options
 from leaderboard.board_cache import BoardCache
 from leaderboard.fold import GlobalFold
 from leaderboard.keys import Keys
+from leaderboard.metrics.record import GAUGE_PERIOD_S, WriterMetrics
 from leaderboard.pipeline import stream
 from leaderboard.pipeline.db import create_pool
 from leaderboard.pipeline.writer import StreamWriter
@@ -42,7 +43,9 @@ class Writer:
         self._pg: asyncpg.Pool | None = None
         self._pg_lock = asyncio.Lock()
         self._boards: BoardCache | None = None
+        self._metrics = WriterMetrics(settings.board, self._consumer)
         self._tasks = [asyncio.create_task(self._run(url)) for url in urls]
+        self._tasks.append(asyncio.create_task(self._report()))
 
     async def _connect(self, url: str) -> StreamWriter:
         s, topo = self._settings, self._topology
@@ -70,6 +73,7 @@ class Writer:
             claim_idle_ms=s.writer_claim_idle_ms,
             max_deliveries=s.writer_max_deliveries,
             fold=fold,
+            metrics=self._metrics,
         )
         await writer.start()
         return writer
@@ -100,21 +104,30 @@ class Writer:
             except Exception as exc:  # any failure: the batch stays pending and is retried
                 log.warning("%s: batch from %s failed (%s); retrying in %.1fs",
                             self._consumer, redacted(url), exc, backoff)
+                self._metrics.error()
                 if writer is not None:
                     writer.stats.errors += 1
                     writer.stats.last_error = repr(exc)[:300]
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
+    async def _report(self) -> None:
+        """Set the paused gauge again and again (Ray forgets a gauge that is not)."""
+        while True:
+            self._metrics.paused(not self._paused.is_set())
+            await asyncio.sleep(GAUGE_PERIOD_S)
+
     async def pause(self) -> None:
         """Stop taking batches; returns once the batches in progress (if any) are stored."""
         self._paused.clear()
+        self._metrics.paused(True)
         for lock in self._stepping.values():
             async with lock:
                 pass
 
     async def resume(self) -> None:
         self._paused.set()
+        self._metrics.paused(False)
 
     async def stats(self) -> dict[str, Any]:
         stats = [w.stats for w in self._writers.values() if w is not None]

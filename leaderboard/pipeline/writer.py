@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -22,6 +23,9 @@ from leaderboard.pipeline import stream
 from leaderboard.pipeline.db import UPSERT
 from leaderboard.pipeline.events import BadEvent, StoredEvent
 from leaderboard.pipeline.stream import Delivery
+
+if TYPE_CHECKING:
+    from leaderboard.metrics.record import WriterMetrics
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,11 @@ async def upsert(
     rows = latest_per_user([row(e) for e in events])
     if rows:
         await conn.execute(UPSERT, *(list(column) for column in zip(*rows, strict=True)))
+
+
+def entry_ages(deliveries: Sequence[Delivery], now_s: float) -> list[float]:
+    """Seconds since each entry entered its stream (its id's milliseconds: Redis's clock)."""
+    return [max(0.0, now_s - int(d.entry_id.split("-", 1)[0]) / 1000) for d in deliveries]
 
 
 def row(e: ScoreEvent | StoredEvent) -> StoredEvent:
@@ -94,8 +103,10 @@ class StreamWriter:
         claim_idle_ms: int,
         max_deliveries: int = 5,
         fold: GlobalFold | None = None,
+        metrics: WriterMetrics | None = None,
     ) -> None:
         self._fold = fold
+        self._metrics = metrics
         self._redis = redis
         self._ack = redis.register_script(ACK_DELETE)
         self._pg = pg
@@ -144,8 +155,13 @@ class StreamWriter:
         gone = {d.entry_id for d, _ in dead}
         pairs = [(d, e) for d, e in zip(batch, events, strict=True)
                  if e is not None and d.entry_id not in gone]
+        upsert_s, lags = None, []
         if pairs:
+            started = time.monotonic()
             dead += await self._store(pairs)
+            upsert_s = time.monotonic() - started
+            refused = {d.entry_id for d, _ in dead}
+            lags = entry_ages([d for d, _ in pairs if d.entry_id not in refused], time.time())
             if self._fold is not None:  # FoldDeferred: the batch stays pending, tried again
                 await self._fold.apply_stored([e for _, e in pairs], "net")
         if dead:
@@ -159,6 +175,8 @@ class StreamWriter:
         self._retry = None
         self.stats.events += len(pairs)
         self.stats.batches += 1
+        if self._metrics is not None:
+            self._metrics.batch(len(batch), upsert_s, lags)
         return len(batch)
 
     async def _store(self, pairs: list[tuple[Delivery, StoredEvent]]) -> list[Dead]:
@@ -252,4 +270,6 @@ class StreamWriter:
                           maxlen=self.dead_maxlen, approximate=True)
             await pipe.execute()
         self.stats.dead_lettered += len(dead)
+        if self._metrics is not None:
+            self._metrics.dead(Counter(d.stream.rsplit(":", 1)[-1] for d, _ in dead))
         log.error("%s: %d malformed events moved to dead-letter streams", self._consumer, len(dead))

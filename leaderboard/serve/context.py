@@ -16,6 +16,7 @@ from leaderboard.actors.shard import WriteCommand, WriteMode, WriteResult
 from leaderboard.board_cache import BoardCache
 from leaderboard.errors import BadRequest, Forbidden, LeaderboardError, RateLimited, Unavailable
 from leaderboard.keys import TAKE_TOKENS, Keys
+from leaderboard.metrics.record import GAUGE_PERIOD_S, GatewayMetrics
 from leaderboard.models import Claims
 from leaderboard.redis_client import REDIS_DOWN, connect
 from leaderboard.serve import auth
@@ -61,9 +62,10 @@ class Context:
         self._ranker = ranker
         self._take_tokens = self.redis.register_script(TAKE_TOKENS)
         self._profiles: dict[str, tuple[str, str]] = {}
+        self.metrics = GatewayMetrics(settings.board, settings.metrics_board_list)
         size, wait = settings.batch_max_size, settings.batch_max_wait_ms / 1000
         self._writes = {
-            shard: MicroBatcher(self._shard_sender(handle), max_size=size, max_wait_s=wait,
+            shard: MicroBatcher(self._shard_sender(shard, handle), max_size=size, max_wait_s=wait,
                                 max_inflight=settings.batch_max_inflight)
             for shard, handle in shards.items()
         }
@@ -74,10 +76,13 @@ class Context:
         self.live = LiveHub(self.read, self.boards.get, settings.redis_url, self.keys.live,
                             settings.live_max_watchers, settings.live_frames_per_s)
 
-    @staticmethod
-    def _shard_sender(handle: Any) -> Any:
+    def _shard_sender(self, shard: str, handle: Any) -> Any:
         async def send(cmds: list[WriteCommand]) -> list[WriteResult]:
-            results: list[WriteResult] = await handle.write_many.remote(cmds)
+            try:
+                results: list[WriteResult] = await handle.write_many.remote(cmds)
+            except RAY_UNAVAILABLE:  # answered 503 by the handler; counted here
+                self.metrics.writes.refuse(shard, cmds, "shard_unreachable")
+                raise
             return results
 
         return send
@@ -98,6 +103,7 @@ class Context:
         """At the ASGI app's start-up: the board cache's refresh and the purge of deletions."""
         self.spawn(self.boards.run())
         self.spawn(self._finish_deletions())
+        self.spawn(self._report_metrics())
 
     async def purge(self, board_id: str, generation: str) -> None:
         """Remove a deleted board's keys and rows once no event of it can still arrive."""
@@ -106,6 +112,13 @@ class Context:
                                     board_id, generation)
         except (*REDIS_DOWN, Unavailable) as exc:
             log.warning("board %s: purge interrupted, retried later: %r", board_id, exc)
+
+    async def _report_metrics(self) -> None:
+        """This replica's live streams, set again each period (Ray forgets unset gauges)."""
+        while True:
+            stats = self.live.stats()
+            self.metrics.live(stats["watchers"], stats["views"])
+            await asyncio.sleep(GAUGE_PERIOD_S)
 
     async def _finish_deletions(self) -> None:
         """Deletions a crashed or restarted replica left behind: unregister again, purge."""
@@ -168,6 +181,7 @@ class Context:
             return results
         except RAY_UNAVAILABLE as exc:
             log.warning("shard %s unavailable: %r", shard, exc)
+            self.metrics.writes.refuse(shard, cmds, "shard_unreachable")
             return [WriteResult("unavailable") for _ in cmds]
 
     async def read(self, request: ReadRequest) -> bytes | None:
@@ -193,6 +207,7 @@ class Context:
         except REDIS_DOWN as exc:
             raise Unavailable("Redis is unreachable") from exc
         if reply[0] == 0:
+            self.metrics.auth_limited()
             raise RateLimited("auth", math.ceil(int(reply[2]) / 1e6))
 
     async def profiles(self, user_ids: set[str]) -> dict[str, tuple[str, str]]:

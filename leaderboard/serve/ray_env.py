@@ -28,6 +28,10 @@ THROUGHPUT = {
 # hot actors turn theirs off (docs/operations.md), this bounds whatever else records them.
 TASK_EVENTS = {"RAY_task_events_max_num_task_in_gcs": "10000"}
 
+# How often every Ray process hands its metrics to the node's metrics agent (Ray's default
+# 10 s); the agent forgets a gauge after two periods. The tests use 1 s (docs/metrics.md).
+METRICS_REPORT = {"RAY_metrics_report_interval_ms": "5000"}
+
 
 def haproxy_dir(http_port: int) -> Path:
     """HAProxy's files for the instance on ``http_port``.
@@ -52,6 +56,7 @@ def serve_env(
     return {
         **THROUGHPUT,
         **TASK_EVENTS,
+        **METRICS_REPORT,
         "RAY_SERVE_HAPROXY_BINARY_PATH": str(write_launcher(d, metrics_host())),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(d / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(d / "admin.sock"),

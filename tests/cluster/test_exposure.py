@@ -47,6 +47,7 @@ class Run:
     port: int = field(default_factory=free_port)
     stats_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
+    ray_metrics_port: int = field(default_factory=free_port)  # Ray's metrics agent
     redis_port: int = field(default_factory=free_port)
     jwt_secret: str = field(default_factory=lambda: "jwt-" + secrets.token_hex(24))
     redis_password: str = field(default_factory=lambda: "redispw-" + secrets.token_hex(12))
@@ -75,6 +76,7 @@ class Run:
             "PORT": str(self.port), "STATE_DIR": str(self.tmp / "state"), "RAY_TMPDIR": str(self.tmp),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(self.stats_port),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(self.metrics_port),
+            "METRICS_EXPORT_PORT": str(self.ray_metrics_port),
             "REDIS_URL": f"redis://:{self.redis_password}@127.0.0.1:{self.redis_port}/0",
             "PGPASSWORD": self.pg_password, "JWT_SECRET": self.jwt_secret,
             "PGDATABASE": f"{os.environ.get('PGDATABASE', 'leaderboard_test')}_exposure",
@@ -165,6 +167,16 @@ def scan(r: Run) -> list[Listener]:
     return sorted(found | set(listeners(r.processes())), key=lambda s: (s.pid, s.port))
 
 
+def scrape_ray_metrics(r: Run) -> str:
+    """Ray's metrics agent, once the shards' gauges reached it (every 5 s under make run)."""
+    deadline = time.monotonic() + 30
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{r.ray_metrics_port}/metrics", timeout=10).text
+        if "ray_leaderboard_stream_backlog" in text or time.monotonic() > deadline:
+            return text
+        time.sleep(1)
+
+
 def report(found: list[Listener]) -> str:
     return "\n".join(f"  {s}" for s in found)
 
@@ -178,8 +190,14 @@ def test_make_run_listens_on_loopback_only_and_shows_no_secret(run: Run) -> None
     print("listening sockets of make run:\n" + report(found))
     ports = {s.port for s in found}
     names = " ".join(s.name for s in found)
-    # the scan sees the service (HAProxy's three ports), Ray's own servers and the Redis it started
-    assert {run.port, run.stats_port, run.metrics_port, run.redis_port} <= ports, report(found)
+    # the scan sees the service (HAProxy's three ports), Ray's own servers (its metrics agent's
+    # Prometheus endpoint among them) and the Redis it started
+    assert {run.port, run.stats_port, run.metrics_port, run.ray_metrics_port,
+            run.redis_port} <= ports, report(found)
+    assert "ray_leaderboard_stream_backlog" in scrape_ray_metrics(run)
+    printed = run.output.read_text()  # make run says where the metrics are
+    assert f"metrics: http://127.0.0.1:{run.ray_metrics_port}/metrics" in printed, printed[-2000:]
+    assert f"metrics: http://127.0.0.1:{run.metrics_port}/metrics" in printed, printed[-2000:]
     assert "gcs_server" in names and "raylet" in names and "ServeReplica" in names, report(found)
     bad = off_loopback(found)
     assert not bad, "listening off loopback:\n" + report(bad)
