@@ -210,6 +210,7 @@ class Settings(StoreSettings):
 
     live_heartbeat_s: float = Field(15.0, gt=0, le=300, alias="LIVE_HEARTBEAT_S")
     live_max_watchers: int = Field(3000, ge=0, alias="LIVE_MAX_WATCHERS")  # per gateway replica
+    read_cache_size: int = Field(10_000, ge=0, le=1_000_000, alias="READ_CACHE_SIZE")  # answers
 
     @field_validator("jwt_secret")
     @classmethod

@@ -25,6 +25,7 @@ from leaderboard.serve.failures import RAY_UNAVAILABLE
 from leaderboard.serve.live import LiveHub
 from leaderboard.serve.pg import Postgres
 from leaderboard.serve.ranking import Answer, ReadRequest
+from leaderboard.serve.read_through import ReadThrough
 from leaderboard.serve.refusals import refusal
 from leaderboard.settings import Settings
 from leaderboard.shards import Topology
@@ -71,8 +72,10 @@ class Context:
         self._reads: MicroBatcher[ReadRequest, Answer] = MicroBatcher(
             self._read_sender, max_size=size, max_wait_s=wait,
             max_inflight=settings.batch_max_inflight * ranking_replicas)
-        self.live = LiveHub(self.read, self.boards.get, settings.redis_url, self.keys.live,
-                            settings.live_max_watchers)
+        self.reads = ReadThrough(self.topology, self.keys, settings.read_cache_size,
+                                 self._reads.submit, self.boards.get)
+        self.live = LiveHub(self.read, self.boards.get, settings.live_max_watchers)
+        self.reads.watch(self.live.changed)
 
     @staticmethod
     def _shard_sender(handle: Any) -> Any:
@@ -95,9 +98,12 @@ class Context:
         task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
-        """At the ASGI app's start-up: the board cache's refresh and the purge of deletions."""
+        """At the ASGI app's start-up: the board cache's refresh, the purge of deletions, the
+        subscriptions that keep the read cache exact and wake the live views."""
         self.spawn(self.boards.run())
         self.spawn(self._finish_deletions())
+        for subscriber in self.reads.subscribers.values():
+            self.spawn(subscriber.run())
 
     async def purge(self, board_id: str, generation: str) -> None:
         """Remove a deleted board's keys and rows once no event of it can still arrive."""
@@ -171,7 +177,7 @@ class Context:
 
     async def read(self, request: ReadRequest) -> bytes | None:
         """The JSON body of a read (None: the user is not on the board); a refusal raises."""
-        answer = await self._reads.submit(request)
+        answer = await self.reads.read(request)
         if isinstance(answer, LeaderboardError):
             raise answer
         return answer
