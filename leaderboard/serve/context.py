@@ -98,12 +98,9 @@ class Context:
         task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
-        """At the ASGI app's start-up: the board cache's refresh, the purge of deletions, the
-        subscriptions that keep the read cache exact and wake the live views."""
+        """At the ASGI app's start-up: the board cache's refresh and the purge of deletions."""
         self.spawn(self.boards.run())
         self.spawn(self._finish_deletions())
-        for subscriber in self.reads.subscribers.values():
-            self.spawn(subscriber.run())
 
     async def purge(self, board_id: str, generation: str) -> None:
         """Remove a deleted board's keys and rows once no event of it can still arrive."""

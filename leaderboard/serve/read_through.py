@@ -12,6 +12,7 @@ also waits for REDIS_URL's instance, where creations and deletions of boards are
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -43,6 +44,7 @@ class ReadThrough:
         self._send = send
         self._boards = boards
         self._watchers: list[Watcher] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._main = topology.global_url
         self._live, self._boards_rev = keys.live, keys.boards_rev
         self.subscribers = {
@@ -50,11 +52,25 @@ class ReadThrough:
                             else [keys.live], partial(self._message, url), self._reset)
             for url in topology.urls()}
 
+    def stats(self) -> dict[str, int | bool]:
+        """The cache's counters, and whether every subscription is up."""
+        return {**self.cache.stats(),
+                "subscribed": all(s.ready for s in self.subscribers.values())}
+
     def watch(self, watcher: Watcher) -> None:
         self._watchers.append(watcher)
 
+    def start(self) -> None:
+        """Subscribe, on the loop that serves the requests (Serve may run an ASGI app's start-up
+        on another one); the first read does it."""
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(s.run()) for s in self.subscribers.values()]
+
     async def read(self, request: ReadRequest) -> Answer:
         """The answer to ``request``: from the cache when it may, else from a ranking replica."""
+        if not self._tasks:
+            self.start()
         board = self._board(request)
         if board is None or not self.cache.cacheable(request):
             return await self._send(request)

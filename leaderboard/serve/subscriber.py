@@ -52,8 +52,7 @@ class _Link(asyncio.Protocol):
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # (uvloop's is no subclass)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -146,7 +145,7 @@ class Subscriber:
         while True:
             try:
                 await self._session()
-            except (OSError, TimeoutError) as exc:
+            except Exception as exc:  # Redis away, or a bug: never leave the process unsubscribed
                 log.warning("subscription %s: %r; again in %.1f s", self.name, exc, RETRY_S)
             await asyncio.sleep(RETRY_S)
 
