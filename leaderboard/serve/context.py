@@ -98,9 +98,11 @@ class Context:
         task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
-        """At the ASGI app's start-up: the board cache's refresh and the purge of deletions."""
+        """At the ASGI app's start-up: the board cache's refresh, the purge of deletions and the
+        subscriptions (the read cache, the live views)."""
         self.spawn(self.boards.run())
         self.spawn(self._finish_deletions())
+        self.reads.start()
 
     async def purge(self, board_id: str, generation: str) -> None:
         """Remove a deleted board's keys and rows once no event of it can still arrive."""

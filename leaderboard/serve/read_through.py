@@ -61,8 +61,7 @@ class ReadThrough:
         self._watchers.append(watcher)
 
     def start(self) -> None:
-        """Subscribe, on the loop that serves the requests (Serve may run an ASGI app's start-up
-        on another one); the first read does it."""
+        """Subscribe to every instance (at start-up; else the first read does it)."""
         if not self._tasks:
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(s.run()) for s in self.subscribers.values()]
