@@ -147,7 +147,8 @@ for i = first, #ARGV, 8 do
   if tg.state == 'ok' then
     if version > maxv then maxv = version end
     local was = redis.call('HGET', tg.prefix .. 'user:' .. uid, 'member')
-    was = was and redis.call('ZSCORE', tg.global, was) or '-'
+    was = was and redis.call('ZSCORE', tg.global, was)
+    if was then was = string.format('%d', tonumber(was)) else was = '-' end
     if apply(tg, 'g', uid, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
              ARGV[i + 7]) then
       -- announced inside the fold, as the write script does (leaderboard/changes.py)
