@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from leaderboard.actors.shard import RegionShard, WriteCommand
-from leaderboard.changes import Change, message, parse
+from leaderboard.changes import Change, parse
 from leaderboard.keys import Keys
 from leaderboard.serve.ranking import Answer, Ranker, ReadRequest
 from leaderboard.serve.read_through import ReadThrough
