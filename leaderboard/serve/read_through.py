@@ -67,20 +67,27 @@ class ReadThrough:
             self._tasks = [loop.create_task(s.run()) for s in self.subscribers.values()]
 
     async def read(self, request: ReadRequest) -> Answer:
-        """The answer to ``request``: from the cache when it may, else from a ranking replica."""
+        """The answer to ``request``: from the cache when it may, else from a ranking replica.
+
+        Only a held answer needs the barrier: a read that finds none goes to the ranking
+        replicas at once, as it would without a cache (a Redis that hangs holds it there, not
+        here), and its answer is kept if nothing heard meanwhile could have changed it."""
         if not self._tasks:
             self.start()
         board = self._board(request)
         if board is None or not self.cache.cacheable(request):
             return await self._send(request)
-        try:
-            await self.barrier(self._instances(request))
-        except NotSubscribed:
-            return await self._send(request)
-        key = (request, board.generation)
+        key, urls = (request, board.generation), self._instances(request)
+        if self.cache.peek(key) is not None:
+            try:
+                await self.barrier(urls)
+            except NotSubscribed:
+                return await self._send(request)
         view = self.cache.get(key)
         if view is not None:
             return view.body
+        if not all(self.subscribers[url].ready for url in urls):
+            return await self._send(request)  # unheard changes: nothing may be kept
         ticket = self.cache.ticket(key)
         answer: object = NOT_SENT
         try:

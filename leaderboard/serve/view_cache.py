@@ -92,16 +92,23 @@ class ViewCache:
     # -- reads ---------------------------------------------------------------------------------
 
     def get(self, key: CacheKey) -> View | None:
-        bucket = self._buckets.get(_bucket_key(key[0]))
-        view = None if bucket is None else bucket.views.get(key)
+        """The answer held for ``key`` (only a barrier makes it one to serve), and counted."""
+        view = self.peek(key)
         if view is None:
             self.misses += 1
+        else:
+            self.hits += 1
+        return view
+
+    def peek(self, key: CacheKey) -> View | None:
+        """The answer held for ``key``, if any, not counted."""
+        bucket = self._buckets.get(_bucket_key(key[0]))
+        if bucket is None:
             return None
-        if view.expires_us and time.time_ns() // 1000 >= view.expires_us:
-            self._remove(bucket, key)  # type: ignore[arg-type]
-            self.misses += 1
+        view = bucket.views.get(key)
+        if view is not None and view.expires_us and time.time_ns() // 1000 >= view.expires_us:
+            self._remove(bucket, key)
             return None
-        self.hits += 1
         return view
 
     def ticket(self, key: CacheKey) -> Ticket:
