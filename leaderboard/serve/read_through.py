@@ -45,6 +45,7 @@ class ReadThrough:
         self._boards = boards
         self._watchers: list[Watcher] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.barriers = 0  # reads that waited for one (they found an answer held)
         self._main = topology.global_url
         self._live, self._boards_rev = keys.live, keys.boards_rev
         self.subscribers = {
@@ -54,7 +55,7 @@ class ReadThrough:
 
     def stats(self) -> dict[str, int | bool]:
         """The cache's counters, and whether every subscription is up."""
-        return {**self.cache.stats(),
+        return {**self.cache.stats(), "barriers": self.barriers,
                 "subscribed": all(s.ready for s in self.subscribers.values())}
 
     def watch(self, watcher: Watcher) -> None:
@@ -79,6 +80,7 @@ class ReadThrough:
             return await self._send(request)
         key, urls = (request, board.generation), self._instances(request)
         if self.cache.peek(key) is not None:
+            self.barriers += 1
             try:
                 await self.barrier(urls)
             except NotSubscribed:

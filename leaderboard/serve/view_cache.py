@@ -16,6 +16,7 @@ barrier and the fill (``Ticket``). See docs/performance.md, "Reads from the gate
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -47,8 +48,10 @@ class Bucket:
     views: dict[CacheKey, View] = field(default_factory=dict)
     index: IntervalIndex[CacheKey] = field(default_factory=IntervalIndex)
     seq: int = 0  # changes announced for it
-    log: list[tuple[int, Change]] = field(default_factory=list)  # kept while fills are pending
-    pending: int = 0
+    # the changes a pending fill must be checked against (those after its ticket), and the
+    # tickets out: seq at the ticket -> how many
+    log: deque[tuple[int, Change]] = field(default_factory=deque)
+    pending: dict[int, int] = field(default_factory=dict)
     dead: bool = False  # dropped as a whole: pending fills are void
 
 
@@ -114,24 +117,21 @@ class ViewCache:
     def ticket(self, key: CacheKey) -> Ticket:
         """Before the miss is sent: changes announced from here on are checked at the fill."""
         bucket = self._buckets.setdefault(_bucket_key(key[0]), Bucket())
-        bucket.pending += 1
+        bucket.pending[bucket.seq] = bucket.pending.get(bucket.seq, 0) + 1
         return Ticket(bucket, bucket.seq, self.epoch)
 
     def fill(self, ticket: Ticket, key: CacheKey, answer: Any, board: Board) -> bool:
         """Keep ``answer`` (a body) unless something announced since the ticket may have
         changed it; anything else (not on the board, a refusal) only ends the ticket."""
         bucket = ticket.bucket
-        bucket.pending -= 1
         kept = False
         if isinstance(answer, bytes) and not bucket.dead and ticket.epoch == self.epoch:
             bounds = bounds_of(key[0], answer, board)
-            if bounds is not None and not any(
-                    seq > ticket.seq and _changes(bounds, c) for seq, c in bucket.log):
+            if bounds is not None and not _changed_since(bucket.log, ticket.seq, bounds):
                 kept = self._store(bucket, key, answer, bounds, board)
-        if not bucket.pending:
-            bucket.log.clear()
-            if not bucket.views and not bucket.dead:
-                self._buckets.pop(_bucket_key(key[0]), None)
+        _end_ticket(bucket, ticket.seq)
+        if not bucket.pending and not bucket.views and not bucket.dead:
+            self._buckets.pop(_bucket_key(key[0]), None)
         return kept
 
     def _store(self, bucket: Bucket, key: CacheKey, body: bytes, bounds: Bounds,
@@ -204,6 +204,31 @@ class ViewCache:
 
 def _bucket_key(request: ReadRequest) -> tuple[str, str]:
     return request.board or DEFAULT_BOARD, request.region
+
+
+def _changed_since(log: deque[tuple[int, Change]], seq: int, bounds: Bounds) -> bool:
+    """Whether a change logged after ``seq`` may change an answer with these bounds."""
+    for logged, change in reversed(log):
+        if logged <= seq:
+            return False
+        if _changes(bounds, change):
+            return True
+    return False
+
+
+def _end_ticket(bucket: Bucket, seq: int) -> None:
+    """One ticket less; the log keeps only what the oldest ticket still out needs."""
+    left = bucket.pending[seq] - 1
+    if left:
+        bucket.pending[seq] = left
+    else:
+        del bucket.pending[seq]
+    oldest = min(bucket.pending, default=None)
+    if oldest is None:
+        bucket.log.clear()
+        return
+    while bucket.log and bucket.log[0][0] <= oldest:
+        bucket.log.popleft()
 
 
 def _changes(bounds: Bounds, change: Change) -> bool:

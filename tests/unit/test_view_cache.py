@@ -139,6 +139,46 @@ def test_a_fill_is_kept_only_if_nothing_since_its_ticket_could_change_it(seed: i
     assert kept > 0
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_fills_of_overlapping_misses_are_exact_and_the_log_stays_short(seed: int) -> None:
+    """Many misses out at once, each answered at some moment after its ticket and filled in
+    any order, while writes go on: whatever is kept equals a fresh read, and the log holds
+    only what the oldest miss still out needs."""
+    rng = random.Random(seed)
+    users = [f"u{i:02d}" for i in range(15)]
+    model = ModelBoard()
+    for user in users:
+        model.write(user, rng.randrange(0, 40))
+    cache, reads = ViewCache(10_000), requests(users)
+    out: list[tuple[Any, Any, bytes | None]] = []  # ticket, key, answer (None: not yet read)
+    kept = 0
+    for step in range(400):
+        action = rng.random()
+        if action < 0.3:
+            key = (rng.choice(reads), "")
+            out.append((cache.ticket(key), key, None))
+        elif action < 0.55:
+            cache.apply(model.write(rng.choice(users), rng.randrange(0, 40)))
+        elif action < 0.8 and out:
+            i = rng.randrange(len(out))
+            ticket, key, answer = out[i]
+            if answer is None:  # the ranking replica reads it now
+                out[i] = (ticket, key, model.answer(key[0]))
+        elif out:
+            ticket, key, answer = out.pop(rng.randrange(len(out)))
+            if answer is None:
+                answer = model.answer(key[0])
+            if cache.fill(ticket, key, answer, DEFAULT):
+                kept += 1
+                assert answer == model.answer(key[0]), (step, key)
+        bucket = cache._buckets.get(("default", "EU"))
+        if bucket is not None and bucket.pending:
+            assert all(seq > min(bucket.pending) for seq, _ in bucket.log)
+        elif bucket is not None:
+            assert not bucket.log
+    assert kept > 0
+
+
 def test_a_top_page_is_left_by_writes_below_it_and_dropped_by_writes_into_it() -> None:
     model, cache = ModelBoard(), ViewCache(100)
     for i in range(20):
