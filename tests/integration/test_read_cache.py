@@ -257,5 +257,6 @@ async def test_reads_through_the_cache_reflect_every_acknowledged_write(
             assert got == [await send(v) for v in views]
         assert reads.cache.hits > 0
     finally:
-        for task in reads._tasks:
-            task.cancel()
+        for task in [*reads._tasks, ranker._boards_task]:
+            if task is not None:
+                task.cancel()
