@@ -146,8 +146,18 @@ for i = first, #ARGV, 9 do
   if tg.state == 'absent' then rank = -3 end
   if tg.state == 'ok' then
     if version > maxv then maxv = version end
+    local was = redis.call('HGET', tg.prefix .. 'user:' .. uid, 'member')
+    was = was and redis.call('ZSCORE', tg.global, was)
+    if was then was = string.format('%d', tonumber(was)) else was = '-' end
     if apply(tg, 'g', uid, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
              ARGV[i + 7], ARGV[i + 8]) then
+      -- announced inside the fold, as the write script does (leaderboard/changes.py)
+      local sk = ARGV[i + 4]
+      if tg.asc then sk = string.format('%d', -tonumber(sk)) end
+      local b = tg.board
+      if b == '' then b = 'default' end
+      redis.call('PUBLISH', string.match(tg.prefix, '^lb:[^:]+:') .. 'live',
+        b .. ' ' .. tg.season .. ' GLOBAL ' .. was .. ' ' .. sk .. ' ' .. uid)
       local lag = now - version
       if lag < 0 then lag = 0 end
       local field = 'le_inf'

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from leaderboard import board_purge
 from leaderboard.boards import DEFAULT, Board
+from leaderboard.changes import announce_flush
 from leaderboard.keys import Keys
 from leaderboard.shards import Topology
 
@@ -136,6 +137,7 @@ async def erase(pg: asyncpg.Pool, instances: dict[str, aioredis.Redis], topology
     """Everything of the user now (after ``mark``)."""
     for redis in instances.values():
         await purge_redis(redis, keys, boards, user_id)
+    await announce_flush(instances.values(), keys)  # every rank behind the user moved
     await purge_postgres(pg, user_id)
 
 

@@ -163,7 +163,8 @@ class Keys:
 
     @property
     def live(self) -> str:
-        """Pub/sub channel: the ``board/region`` pairs a shard's write group changed."""
+        """Pub/sub channel: what each write changed (``leaderboard/changes.py``), published by
+        the write scripts on the instance of the boards they changed."""
         return f"{self.prefix}live"
 
 
@@ -347,6 +348,17 @@ if improved == 1 then
     ev[#ev + 1], ev[#ev + 2] = 'm', meta
   end
   redis.call('XADD', KEYS[4], '*', unpack(ev))
+  -- the announcement, inside the write (leaderboard/changes.py): 'board season boards old new
+  -- user' on lb:N:live, for the gateways' read caches and live views
+  local osk = '-'
+  if exists then
+    osk = cur[1]
+    if ARGV[17] == 'asc' then osk = string.format('%d', -tonumber(cur[1])) end
+  end
+  local changed = ARGV[3]
+  if rkey ~= gkey then changed = ARGV[3] .. ',GLOBAL' end
+  redis.call('PUBLISH', string.match(KEYS[5], '^lb:[^:]+:') .. 'live', (board or 'default') ..
+    ' ' .. season .. ' ' .. changed .. ' ' .. osk .. ' ' .. sk .. ' ' .. ARGV[1])
 end
 local rank = redis.call('ZREVRANK', gkey, member)
 if redis.call('EXISTS', KEYS[9]) == 0 or redis.call('EXISTS', KEYS[10]) == 1 then rank = -1 end

@@ -9,6 +9,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from leaderboard.boards import DEFAULT, Board
+from leaderboard.changes import announce_flush
 from leaderboard.keys import Keys, SeasonKeys
 from leaderboard.models import ScoreEvent
 from leaderboard.pipeline.writer import upsert
@@ -94,6 +95,8 @@ async def reconcile(
     scope = Scope(keys, board, season, boards)
     await _postgres_side(redis, pg, scope, report, dry_run)
     await _redis_side(redis, pg, scope, report, dry_run)
+    if report.drift and not dry_run:  # repaired behind the writes' own announcements
+        await announce_flush([redis], keys)
     return report
 
 

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from leaderboard import board_registry, erasure
 from leaderboard.apply_scripts import RESTORE
 from leaderboard.boards import DEFAULT, Board
+from leaderboard.changes import announce_flush
 from leaderboard.keys import DEFAULT_BOARD, Keys
 from leaderboard.settings import GLOBAL
 from leaderboard.targets import Targets
@@ -263,6 +264,7 @@ class BoardGuard:
         # flag warming only while the epoch is still missing: a rebuild may just have finished
         if not await r.eval(MARK_WARMING, 2, k.epoch, k.warming, self._me):
             return "ok"
+        await announce_flush([r], k)  # read caches: reads answer from Postgres, say warming
         await board_registry.rewrite(r, k, pg)  # before any replay: RESTORE checks it
         await erasure.restore_tombstones(r, k, pg)  # and skips erased users
         await self._replay()
@@ -274,6 +276,7 @@ class BoardGuard:
                                                progress=self.progress)
             new_epoch = uuid.uuid4().hex
             await r.set(k.epoch, new_epoch)
+            await announce_flush([r], k)  # read caches: the board is whole again
             self._seen_epoch = new_epoch
             await r.delete(k.warming)
             log.warning("board %s rebuilt from Postgres: %d users", k.board_name, rows)
@@ -293,4 +296,5 @@ class BoardGuard:
                 items.append((board, e.season, e.row()))
         if items:
             n = await restore_items(self._redis, self._keys, items, self._stream, self._boards)
+            await announce_flush([self._redis], self._keys)  # put back without announcements
             log.warning("replayed %d of %d events Postgres did not have yet", n, len(items))

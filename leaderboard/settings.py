@@ -233,6 +233,7 @@ class Settings(StoreSettings):
 
     metrics_boards: str = Field("default", alias="METRICS_BOARDS")
     metrics_export_port: int = Field(8090, ge=1, le=65535, alias="METRICS_EXPORT_PORT")
+    read_cache_size: int = Field(10_000, ge=0, le=1_000_000, alias="READ_CACHE_SIZE")  # answers
 
     @field_validator("jwt_secret")
     @classmethod

@@ -87,7 +87,8 @@ def fingerprint(cmd: WriteCommand) -> str:
 
 
 class RegionShard:
-    """Runs every write of its shard as one atomic Redis script (boards, hash, stream).
+    """Runs every write of its shard as one atomic Redis script (boards, hash, stream, and the
+    announcement the gateways' read caches and live views follow: ``leaderboard/changes.py``).
 
     On GLOBAL's instance that script updates GLOBAL too. On another instance it updates the
     region board only, and the shard then folds the group's writes into GLOBAL (``GlobalFold``).
@@ -110,8 +111,6 @@ class RegionShard:
             self._fold = GlobalFold(connect(self.topology.global_url), self._keys)
         self._settings = settings
         self.unstored = Unstored()
-        # live views (serve/live.py) listen on GLOBAL's instance
-        self._live = self._redis if self._fold is None else connect(self.topology.global_url)
 
     async def write(self, cmd: WriteCommand) -> WriteResult:
         """Apply one write; a Redis outage answers ``unavailable``, never a partial write."""
@@ -152,19 +151,7 @@ class RegionShard:
         done = [WriteResult("unavailable") if r is None else r for r in results]
         if self._fold is not None:
             done = await self._fold_global(cmds, replies, done)
-        await self._announce(cmds, done)
         return done
-
-    async def _announce(self, cmds: list[WriteCommand], results: list[WriteResult]) -> None:
-        """Publish the ``board/region`` pairs this group changed, for the live views; one
-        message a group, and a lost one only delays a view (they also read on their own)."""
-        pairs = {f"{c.board}/{c.region}" for c, r in zip(cmds, results, strict=True)
-                 if r.status == "ok" and r.improved}
-        if pairs:
-            try:
-                await self._live.publish(self._keys.live, " ".join(sorted(pairs)))
-            except REDIS_DOWN as exc:
-                log.warning("shard %s: live announcement lost: %r", self._shard, exc)
 
     def _precheck(self, cmd: WriteCommand) -> WriteResult | None:
         """A refusal that needs no Redis: an unknown board, or a kind its operator refuses."""

@@ -26,6 +26,7 @@ from leaderboard.serve.failures import RAY_UNAVAILABLE
 from leaderboard.serve.live import LiveHub
 from leaderboard.serve.pg import Postgres
 from leaderboard.serve.ranking import Answer, ReadRequest
+from leaderboard.serve.read_through import ReadThrough
 from leaderboard.serve.refusals import refusal
 from leaderboard.settings import Settings
 from leaderboard.shards import Topology
@@ -73,8 +74,11 @@ class Context:
         self._reads: MicroBatcher[ReadRequest, Answer] = MicroBatcher(
             self._read_sender, max_size=size, max_wait_s=wait,
             max_inflight=settings.batch_max_inflight * ranking_replicas)
-        self.live = LiveHub(self.read, self.boards.get, settings.redis_url, self.keys.live,
-                            settings.live_max_watchers, settings.live_frames_per_s)
+        self.reads = ReadThrough(self.topology, self.keys, settings.read_cache_size,
+                                 self._reads.submit, self.boards.get)
+        self.live = LiveHub(self.read, self.boards.get, settings.live_max_watchers,
+                            settings.live_frames_per_s)
+        self.reads.watch(self.live.changed)
 
     def _shard_sender(self, shard: str, handle: Any) -> Any:
         async def send(cmds: list[WriteCommand]) -> list[WriteResult]:
@@ -100,10 +104,12 @@ class Context:
         task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
-        """At the ASGI app's start-up: the board cache's refresh and the purge of deletions."""
+        """At the ASGI app's start-up: the board cache's refresh, the purge of deletions and the
+        subscriptions (the read cache, the live views)."""
         self.spawn(self.boards.run())
         self.spawn(self._finish_deletions())
         self.spawn(self._report_metrics())
+        self.reads.start()
 
     async def purge(self, board_id: str, generation: str) -> None:
         """Remove a deleted board's keys and rows once no event of it can still arrive."""
@@ -186,7 +192,7 @@ class Context:
 
     async def read(self, request: ReadRequest) -> bytes | None:
         """The JSON body of a read (None: the user is not on the board); a refusal raises."""
-        answer = await self._reads.submit(request)
+        answer = await self.reads.read(request)
         if isinstance(answer, LeaderboardError):
             raise answer
         return answer

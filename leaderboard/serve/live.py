@@ -1,7 +1,8 @@
 """Live views for Server-Sent Events: one feed per (board, region) per gateway process.
 
-A shard announces on Redis pub/sub (``Keys.live``) which ``board/region`` pairs each write
-group changed. The hub marks those feeds, and their board's GLOBAL feed, dirty. A dirty feed
+Every write announces on Redis pub/sub (``Keys.live``, ``leaderboard/changes.py``) the boards
+it changed; the gateway's subscriptions (``serve/read_through.py``) pass each announcement to
+``LiveHub.changed``, which marks those feeds dirty. A dirty feed
 reads each of its views once (top-N, or a user's neighbourhood) and offers the result to every
 watcher of that view: the reads grow with the views watched, never with the watchers. A feed
 reads at most ``1 / MIN_GAP_S`` times a second, and less often once the process's watchers
@@ -9,7 +10,7 @@ would take more than ``frames_per_s`` frames a second (writing a frame to a sock
 that grows with watchers); a signal that arrives during a read makes another read follow it, so
 the last event a watcher gets equals a fresh read. Feeds also read
 at each season boundary of their board (the new, empty season) and every ``POLL_S`` as a
-safety net for a signal lost while the subscription was down. See docs/live.md.
+safety net. A subscription lost or back marks every feed dirty. See docs/live.md.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic_core import to_json
 
 from leaderboard.boards import Board
+from leaderboard.changes import Change
 from leaderboard.errors import LeaderboardError, NotFound
-from leaderboard.redis_client import connect
 from leaderboard.serve.ranking import ReadRequest
-from leaderboard.settings import GLOBAL
 
 log = logging.getLogger(__name__)
 
@@ -156,19 +155,16 @@ class Feed:
 
 
 class LiveHub:
-    """Every feed of this process and the one subscription that tells them about writes."""
+    """Every feed of this process; ``changed`` tells them about writes."""
 
-    def __init__(self, read: Read, boards: Lookup, redis_url: str, channel: str,
-                 max_watchers: int, frames_per_s: int = 2000) -> None:
+    def __init__(self, read: Read, boards: Lookup, max_watchers: int,
+                 frames_per_s: int = 2000) -> None:
         self._read = read
         self.boards = boards
-        self._redis_url = redis_url
-        self._channel = channel
         self.max_watchers = max_watchers
         self.frames_per_s = frames_per_s
         self.feeds: dict[tuple[str, str], Feed] = {}
         self.watchers = 0
-        self._listener: asyncio.Task[None] | None = None
 
     def full(self) -> bool:
         return self.watchers >= self.max_watchers
@@ -221,8 +217,6 @@ class LiveHub:
             self._leave(key, watcher)
 
     def _join(self, key: ViewKey) -> Watcher:
-        if self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(self._listen())
         feed = self.feeds.get((key.board, key.region))
         if feed is None:
             feed = self.feeds[(key.board, key.region)] = Feed(self, key.board, key.region)
@@ -252,32 +246,14 @@ class LiveHub:
             del self.feeds[(key.board, key.region)]
             feed.dirty.set()  # its loop sees no views and ends
 
-    def signal(self, message: str) -> None:
-        """A write group's ``board/region`` pairs: their feeds and GLOBAL's are dirty."""
-        for pair in message.split():
-            board, _, region = pair.partition("/")
-            for name in (region, GLOBAL):
-                feed = self.feeds.get((board, name))
-                if feed is not None:
-                    feed.dirty.set()
-
-    async def _listen(self) -> None:
-        """Follow the channel for good; after a gap every feed reads again (signals lost)."""
-        redis = connect(self._redis_url)
-        while True:
-            pubsub: Any = redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self._channel)
-                for feed in self.feeds.values():
-                    feed.dirty.set()
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self.signal(str(message["data"]))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis away (or a bug): feeds poll until it is back
-                log.warning("live: subscription lost, again in 1 s: %r", exc)
-                await asyncio.sleep(1.0)
-            finally:
-                await pubsub.aclose()
+    def changed(self, change: Change | None) -> None:
+        """A write changed these boards of ``change.board`` (None: anything may have changed,
+        e.g. the subscription was lost): their feeds are dirty."""
+        if change is None:
+            for feed in self.feeds.values():
+                feed.dirty.set()
+            return
+        for region in change.boards:
+            dirty = self.feeds.get((change.board, region))
+            if dirty is not None:
+                dirty.dirty.set()

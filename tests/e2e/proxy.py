@@ -1,10 +1,12 @@
-"""A TCP proxy to Redis, on its own thread, that can swallow the reply to one script call."""
+"""A TCP proxy to Redis, on its own thread, that can swallow the reply to one script call, and
+hold back what subscribers receive."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
+import time
 
 from tests.e2e.servers import free_port
 
@@ -20,6 +22,7 @@ class ReplyDroppingProxy:
         self.port = free_port()
         self.target_port = target_port
         self.dropped = 0
+        self.subscriber_delay = 0.0  # what a subscribed connection receives arrives this late
         self._armed = threading.Event()
         self._needle = b""
         self._loop = asyncio.new_event_loop()
@@ -52,10 +55,13 @@ class ReplyDroppingProxy:
         except OSError:
             writer.close()
             return
-        drop_next = asyncio.Event()
+        drop_next, subscribed = asyncio.Event(), asyncio.Event()
+        late: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def client_to_redis() -> None:
             while data := await reader.read(65536):
+                if b"SUBSCRIBE" in data.upper():
+                    subscribed.set()
                 if self._armed.is_set() and b"EVALSHA" in data.upper() and self._needle in data:
                     self._armed.clear()
                     drop_next.set()
@@ -68,11 +74,21 @@ class ReplyDroppingProxy:
                     drop_next.clear()
                     self.dropped += 1
                     continue
+                if subscribed.is_set():  # in order, each chunk subscriber_delay after it came
+                    late.put_nowait((time.monotonic() + self.subscriber_delay, data))
+                    continue
+                writer.write(data)
+                await writer.drain()
+
+        async def send_late() -> None:
+            while True:
+                due, data = await late.get()
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
                 writer.write(data)
                 await writer.drain()
 
         pumps = [asyncio.ensure_future(client_to_redis()),
-                 asyncio.ensure_future(redis_to_client())]
+                 asyncio.ensure_future(redis_to_client()), asyncio.ensure_future(send_late())]
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:

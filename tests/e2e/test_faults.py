@@ -257,6 +257,24 @@ async def test_lost_reply_retried_with_idempotency_key_applies_once(
     assert rank.json()["score"] == 15
 
 
+async def test_a_slow_cache_subscription_never_serves_a_stale_read(
+    faults: Faults, fc: httpx.AsyncClient
+) -> None:
+    """What the gateway's cache hears arrives 50 ms late (the proxy holds it back): a read
+    right after a write waits for the write's announcement instead of answering from the cache
+    what it held before (a read served without that wait fails this)."""
+    from tests.e2e.test_read_cache import cache_stats, own_writes_then_reads
+
+    faults.proxy.subscriber_delay = 0.05
+    try:
+        assert await own_writes_then_reads(fc, faults.app.settings, rounds=10) == 6 * 10 * 3
+        for _ in range(3):
+            await fc.get("/top", params={"region": "ASIA", "limit": 3})
+        assert (await cache_stats(fc))["hits"] >= 2  # the cache is in use all the same
+    finally:
+        faults.proxy.subscriber_delay = 0.0
+
+
 async def test_flushall_during_writes_loses_nothing_and_rebuilds(
     faults: Faults, fc: httpx.AsyncClient
 ) -> None:

@@ -1,5 +1,6 @@
 """The live hub on a real Redis: watchers of one view share its reads; announcements of a
-burst are coalesced; every watcher ends on the last read; leaving frees everything."""
+burst (as the write scripts publish them, heard through a gateway's subscription) are
+coalesced; every watcher ends on the last read; leaving frees everything."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
+from leaderboard.changes import Change, message, parse
 from leaderboard.serve.live import MIN_GAP_S, LiveHub, ViewKey
 from leaderboard.serve.ranking import ReadRequest
+from leaderboard.serve.subscriber import Subscriber
 from leaderboard.settings import Settings
 
 CHANNEL = "lb:test-live:live"
@@ -29,12 +32,23 @@ class CountingReads:
         return sum(1 for r in self.requests if r.region == region)
 
 
+def listening(hub: LiveHub, settings: Settings) -> asyncio.Task[None]:
+    """The gateway's subscription, feeding the hub (as ``serve/read_through.py`` does)."""
+    sub = Subscriber(settings.redis_url, [CHANNEL], lambda _, data: hub.changed(parse(data)),
+                     lambda: hub.changed(None))
+    return asyncio.get_running_loop().create_task(sub.run())
+
+
 async def subscribed(redis: aioredis.Redis) -> None:
     for _ in range(100):
         if (await redis.pubsub_numsub(CHANNEL))[0][1] > 0:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the hub did not subscribe")
+
+
+def wrote(board: str, *boards: str) -> str:
+    return message(Change(board, 1, boards, 1, 2, "someone"))
 
 
 async def next_view(stream: AsyncIterator[bytes]) -> bytes:
@@ -47,7 +61,8 @@ async def next_view(stream: AsyncIterator[bytes]) -> bytes:
 async def test_watchers_share_reads_and_bursts_coalesce(
         redis: aioredis.Redis, settings: Settings) -> None:
     reads = CountingReads()
-    hub = LiveHub(reads, lambda _: None, settings.redis_url, CHANNEL, 10_000)
+    hub = LiveHub(reads, lambda _: None, 10_000)
+    listener = listening(hub, settings)
     eu = [hub.events(ViewKey("b1", "EU", 10), 30) for _ in range(300)]
     na = hub.events(ViewKey("b1", "NA", 10), 30)
     first = await asyncio.gather(*(next_view(s) for s in eu))
@@ -59,7 +74,7 @@ async def test_watchers_share_reads_and_bursts_coalesce(
 
     burst_s = 1.0
     for _ in range(100):  # 100 announcements in a second
-        await redis.publish(CHANNEL, "b1/EU")
+        await redis.publish(CHANNEL, wrote("b1", "EU", "GLOBAL"))
         await asyncio.sleep(burst_s / 100)
     await asyncio.sleep(3 * MIN_GAP_S)
     during = reads.of("EU") - eu_before
@@ -72,23 +87,27 @@ async def test_watchers_share_reads_and_bursts_coalesce(
     for stream in [*eu, na]:
         await stream.aclose()
     assert hub.watchers == 0 and hub.feeds == {}
+    listener.cancel()
 
 
 async def test_global_views_follow_every_region(redis: aioredis.Redis, settings: Settings) -> None:
     reads = CountingReads()
-    hub = LiveHub(reads, lambda _: None, settings.redis_url, CHANNEL, 10)
+    hub = LiveHub(reads, lambda _: None, 10)
+    listener = listening(hub, settings)
     stream = hub.events(ViewKey("b2", "GLOBAL", 5, "u1"), 30)
     await next_view(stream)
     await subscribed(redis)
     await asyncio.sleep(3 * MIN_GAP_S)
     await next_view(stream)  # the read subscribing made
     reads.requests.clear()
-    await redis.publish(CHANNEL, "other/EU b2/NA")
+    await redis.publish(CHANNEL, wrote("other", "EU", "GLOBAL"))
+    await redis.publish(CHANNEL, wrote("b2", "NA", "GLOBAL"))
     body = await next_view(stream)
     kinds = sorted(r.kind for r in reads.requests)
     assert kinds == ["around", "top"]  # the view and its user part, once
     assert body.startswith(b'{"board":"b2","top":')
     await stream.aclose()
+    listener.cancel()
 
 
 async def test_many_watchers_pace_views_to_the_frame_budget(
@@ -96,7 +115,8 @@ async def test_many_watchers_pace_views_to_the_frame_budget(
     """200 watchers and a budget of 200 frames a second: a view reads (and sends) about once a
     second, not ten times, under a steady stream of changes; the last event is still fresh."""
     reads = CountingReads()
-    hub = LiveHub(reads, lambda _: None, settings.redis_url, CHANNEL, 10_000, frames_per_s=200)
+    hub = LiveHub(reads, lambda _: None, 10_000, frames_per_s=200)
+    listener = listening(hub, settings)
     streams = [hub.events(ViewKey("b2", "EU", 10), 30) for _ in range(200)]
     await asyncio.gather(*(next_view(s) for s in streams))
     assert hub.gap_s() == 1.0
@@ -104,7 +124,7 @@ async def test_many_watchers_pace_views_to_the_frame_budget(
     await asyncio.sleep(1.2)
     before = reads.of("EU")
     for _ in range(100):  # 3 s of announcements, 33 a second
-        await redis.publish(CHANNEL, "b2/EU")
+        await redis.publish(CHANNEL, wrote("b2", "EU", "GLOBAL"))
         await asyncio.sleep(0.03)
     await asyncio.sleep(1.2)
     during = reads.of("EU") - before
@@ -114,3 +134,4 @@ async def test_many_watchers_pace_views_to_the_frame_budget(
     for stream in streams:
         await stream.aclose()
     assert hub.gap_s() == MIN_GAP_S
+    listener.cancel()

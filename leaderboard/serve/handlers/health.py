@@ -29,6 +29,7 @@ async def health(ctx: Context, _: Call) -> Reply:
         "backlog": {k: v for st in states for k, v in st.backlog.items()},
         "dead_letters": {k: v for st in states for k, v in st.dead.items()},
         "live": ctx.live.stats(),  # this replica's streams (docs/live.md)
+        "read_cache": ctx.reads.stats(),  # this replica's cached answers (docs/performance.md)
     }
     if any(body["dead_letters"].values()) and redis_ok:
         body["archive_blocked"] = await _archive_blocked(ctx)

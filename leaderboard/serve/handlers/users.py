@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from leaderboard import board_purge, erasure
+from leaderboard import board_purge, changes, erasure
 from leaderboard.errors import Forbidden, NotFound, Unauthorized, Unavailable
 from leaderboard.models import EraseRequest, RegisterResponse, RenameRequest, UserPublic
 from leaderboard.redis_client import REDIS_DOWN
@@ -44,6 +44,7 @@ async def rename(ctx: Context, call: Call) -> Reply:
         await asyncio.gather(*(r.hset(ctx.keys.profile(claims.sub), "name", body.name)
                                for r in ctx.instances.values()))
         await ctx.redis.incr(ctx.keys.profiles_rev)  # cached archive answers are stale now
+        await changes.announce_flush(ctx.instances.values(), ctx.keys)  # and cached live ones
     except REDIS_DOWN as exc:  # Postgres has it: a retry finishes the rename
         raise Unavailable("Redis is unreachable; send the rename again") from exc
     await _rename_rows(ctx, claims.sub, body.name)  # before the answer: archives show it
