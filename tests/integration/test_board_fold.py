@@ -11,7 +11,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import asyncpg
@@ -38,16 +38,6 @@ INSERT = """
 INSERT INTO boards (id, title, sort_order, operator, reset_seconds, reset_cron, start_at,
                     generation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
-
-
-@pytest.fixture(scope="module")
-def second() -> Iterator[OwnRedis]:
-    server = OwnRedis(persistent=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

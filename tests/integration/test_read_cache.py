@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -138,16 +138,6 @@ async def test_each_applied_write_announces_itself_from_its_script(
         ]
     finally:
         task.cancel()
-
-
-@pytest.fixture(scope="module")
-def second() -> Iterator[OwnRedis]:
-    server = OwnRedis(persistent=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_a_region_on_another_instance_announces_there_and_its_fold_on_global(

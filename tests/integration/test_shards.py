@@ -9,7 +9,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -29,16 +29,6 @@ from leaderboard.shards import Topology
 from tests.e2e.servers import OwnRedis
 
 REGIONS = ["GLOBAL", "ASIA", "EU", "NA"]
-
-
-@pytest.fixture(scope="module")
-def second() -> Iterator[OwnRedis]:
-    server = OwnRedis(persistent=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
