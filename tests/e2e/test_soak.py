@@ -3,12 +3,13 @@
 What it asserts, and why these bounds (a loaded 2-core machine, so nothing about speed):
 - zero failed requests and, once drained, Postgres equal to Redis for every player (exact);
 - every kind of process of the service was sampled (Ray's own included), and the stores;
-- Ray's GCS and raylet did not grow faster than 120 MiB/h (2 MiB a minute) by more than 2 MiB
-  over the second minute. Only those two are judged here: the Python processes (the gateway
-  above all) still warm up for their first ~5 minutes (+8 MiB in the second minute was seen),
-  which any bound on a 2-minute run would either flag or have to ignore; the GCS and raylet
-  are flat within a minute, and the GCS with task events on grew ~6 MiB a minute at this
-  rate, which this catches. The long runs judge every process (docs/operations.md).
+- Ray's GCS did not grow faster than 120 MiB/h (2 MiB a minute) by more than 2 MiB over the
+  second minute. Only the GCS is judged here: the Python processes (the gateway above all)
+  still warm up for their first ~5 minutes (+8 MiB in the second minute was seen), and so does
+  the raylet (+2.1 MiB over the second minute in one CI run, levelling off to +3 to +7 MiB/h in
+  the long runs), which any bound on a 2-minute run would either flag or have to ignore; the
+  GCS is flat within a minute, and with task events on it grew ~6 MiB a minute at this rate,
+  which this catches. The long runs judge every process (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def test_two_minute_soak_serves_everything_and_stays_flat() -> None:
     run = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "python"), "scripts/soak.py", "--minutes", "2",
          "--interval", "15", "--rate", "100", "--users", "200",
-         "--judge", "^(gcs_server|raylet) ", "--max-slope", "120", "--noise-mib", "2"],
+         "--judge", "^gcs_server ", "--max-slope", "120", "--noise-mib", "2"],
         check=False, env=env, cwd=ROOT, capture_output=True, text=True, timeout=540)
     out = run.stdout
     assert run.returncode == 0, out[-4000:] + run.stderr[-3000:]
