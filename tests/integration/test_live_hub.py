@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 
 from leaderboard.changes import Change, message, parse
-from leaderboard.serve.live import MIN_GAP_S, LiveHub, ViewKey
+from leaderboard.serve.live import HEARTBEAT_TICK_S, MIN_GAP_S, LiveHub, ViewKey
 from leaderboard.serve.ranking import ReadRequest
 from leaderboard.serve.subscriber import Subscriber
 from leaderboard.settings import Settings
@@ -135,3 +135,27 @@ async def test_many_watchers_pace_views_to_the_frame_budget(
         await stream.aclose()
     assert hub.gap_s() == MIN_GAP_S
     listener.cancel()
+
+
+async def test_heartbeats_come_to_idle_streams_only(settings: Settings) -> None:
+    """One heartbeat task for the hub: a stream that sent nothing for its heartbeat interval
+    gets a comment (within a tick), a stream with a view to send gets the view instead."""
+    reads = CountingReads()
+    hub = LiveHub(reads, lambda _: None, 10)
+    idle = hub.events(ViewKey("b3", "EU", 10), 1.0)
+    await next_view(idle)
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(anext(idle), 3) == b": keep-alive\n\n"
+    waited = asyncio.get_running_loop().time() - started
+    assert 0.9 <= waited <= 1.0 + 2 * HEARTBEAT_TICK_S, waited
+
+    busy = hub.events(ViewKey("b3", "NA", 10), 1.0)
+    await next_view(busy)
+    for _ in range(6):  # a change every 0.3 s: always something newer than a heartbeat
+        hub.changed(Change("b3", 1, ("NA",), 1, 2, "someone"))
+        frame = await asyncio.wait_for(anext(busy), 3)
+        assert frame.startswith(b"id: "), frame
+        await asyncio.sleep(0.3)
+    for stream in (idle, busy):
+        await stream.aclose()
+    assert hub.watchers == 0
