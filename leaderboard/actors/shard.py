@@ -11,12 +11,13 @@ from typing import Literal
 
 from leaderboard.boards import DEFAULT, Board
 from leaderboard.fold import DEFERRED, WARMING, FoldEvent, GlobalFold
-from leaderboard.keys import DEFAULT_BOARD, WRITE_SCORE, Keys
+from leaderboard.keys import DEFAULT_BOARD, Keys
 from leaderboard.pipeline.db import create_pool
 from leaderboard.recovery import BoardGuard, Event, Unstored
 from leaderboard.redis_client import REDIS_DOWN, RedisClock, connect, run_script_many
 from leaderboard.settings import GLOBAL, MAX_SCORE, Settings
 from leaderboard.shards import Topology, region_of
+from leaderboard.write_scripts import WRITE_SCORE
 
 log = logging.getLogger(__name__)
 
