@@ -12,7 +12,7 @@ from typing import Any
 
 from leaderboard import board_purge, board_registry
 from leaderboard.actors.router import shard_for
-from leaderboard.actors.shard import WriteCommand, WriteMode, WriteResult
+from leaderboard.actors.shard_types import WriteCommand, WriteMode, WriteResult
 from leaderboard.board_cache import BoardCache
 from leaderboard.errors import BadRequest, Forbidden, LeaderboardError, RateLimited, Unavailable
 from leaderboard.keys import Keys
