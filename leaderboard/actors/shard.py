@@ -5,22 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
-from typing import Literal
 
+# the write types moved to shard_types; still importable from here
+from leaderboard.actors.shard_types import WriteCommand as WriteCommand
+from leaderboard.actors.shard_types import WriteMode as WriteMode
+from leaderboard.actors.shard_types import WriteResult as WriteResult
+from leaderboard.actors.shard_types import fingerprint as fingerprint
 from leaderboard.boards import DEFAULT, Board
 from leaderboard.fold import DEFERRED, WARMING, FoldEvent, GlobalFold
-from leaderboard.keys import DEFAULT_BOARD, WRITE_SCORE, Keys
+from leaderboard.keys import DEFAULT_BOARD, Keys
 from leaderboard.pipeline.db import create_pool
 from leaderboard.recovery import BoardGuard, Event, Unstored
 from leaderboard.redis_client import REDIS_DOWN, RedisClock, connect, run_script_many
 from leaderboard.settings import GLOBAL, MAX_SCORE, Settings
 from leaderboard.shards import Topology, region_of
+from leaderboard.write_scripts import WRITE_SCORE
 
 log = logging.getLogger(__name__)
 
-WriteMode = Literal["set", "add", "create"]
 BoardLookup = Callable[[str], Board | None]
 STALE_RERUNS = 3  # rounds of season_stale reruns in one write_many before answering unavailable
 
@@ -28,62 +32,6 @@ STALE_RERUNS = 3  # rounds of season_stale reruns in one write_many before answe
 def default_only(board: str) -> Board | None:
     """The board lookup of a shard without a board cache: ``default`` only."""
     return DEFAULT if board == DEFAULT_BOARD else None
-
-
-@dataclass(frozen=True)
-class WriteCommand:
-    """One score write for one user, already authenticated and validated.
-
-    ``mode``: ``set`` sends a score, ``add`` a delta, ``create`` (board default only) a first
-    score; the board's operator decides what the script does with it (``best`` takes scores,
-    ``incr`` deltas: anything else is ``operator_mismatch``).
-    """
-
-    user_id: str
-    name: str
-    region: str
-    mode: WriteMode
-    value: int
-    idempotency_key: str | None = None
-    board: str = DEFAULT_BOARD
-    metadata: str = ""  # compact JSON (leaderboard/metadata.py); '' = none
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What the atomic write script did; ``rank`` is 1-based on GLOBAL (0: board warming).
-
-    ``remaining`` is the user's tokens left after an admitted write (-1: no user limit);
-    ``retry_after_us`` says when a rate-limited write would be admitted. ``global_pending``: the
-    write is applied but GLOBAL's instance could not be reached, or does not know the board yet,
-    to fold it in (the writers will).
-    """
-
-    status: Literal[
-        "ok", "replay", "exists", "out_of_range", "queue_full", "rate_limited", "key_reused",
-        "warming", "unavailable", "operator_mismatch", "unknown_board", "board_changed",
-        "season_not_started", "erased",
-    ]
-    score: int = 0
-    version: int = 0
-    rank: int = 0
-    remaining: int = -1
-    scope: str = ""
-    retry_after_us: int = 0
-    global_pending: bool = False
-    season: int = 1
-    improved: bool = True  # False: a best write that did not improve (nothing was written)
-    name: str = ""  # the name the write stored: the user's profile name after a rename
-    metadata: str = ""  # the entry's metadata after the write (compact JSON; '' = none)
-
-
-def fingerprint(cmd: WriteCommand) -> str:
-    """What an Idempotency-Key is bound to ('' without one): the same key with another mode,
-    value or metadata is ``key_reused``. Writes without metadata keep their old fingerprint."""
-    if not cmd.idempotency_key:
-        return ""
-    base = f"{cmd.mode}:{cmd.value}"
-    return f"{base}:{cmd.metadata}" if cmd.metadata else base
 
 
 class RegionShard:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from leaderboard.actors.shard import WriteCommand, WriteResult
+    from leaderboard.actors.shard_types import WriteCommand, WriteResult
 
 OTHER = "_other"  # every board not in METRICS_BOARDS
 APPLIED = {"ok", "replay"}

@@ -19,7 +19,7 @@ from leaderboard.metrics.labels import BoardLabels, cumulative_buckets, tally
 from leaderboard.metrics.specs import NS, Spec
 
 if TYPE_CHECKING:
-    from leaderboard.actors.shard import WriteCommand, WriteResult
+    from leaderboard.actors.shard_types import WriteCommand, WriteResult
 
 GAUGE_PERIOD_S = 1.0
 

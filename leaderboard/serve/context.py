@@ -12,10 +12,10 @@ from typing import Any
 
 from leaderboard import board_purge, board_registry
 from leaderboard.actors.router import shard_for
-from leaderboard.actors.shard import WriteCommand, WriteMode, WriteResult
+from leaderboard.actors.shard_types import WriteCommand, WriteMode, WriteResult
 from leaderboard.board_cache import BoardCache
 from leaderboard.errors import BadRequest, Forbidden, LeaderboardError, RateLimited, Unavailable
-from leaderboard.keys import TAKE_TOKENS, Keys
+from leaderboard.keys import Keys
 from leaderboard.metrics.record import GAUGE_PERIOD_S, GatewayMetrics
 from leaderboard.models import Claims
 from leaderboard.redis_client import REDIS_DOWN, connect
@@ -30,6 +30,7 @@ from leaderboard.serve.read_through import ReadThrough
 from leaderboard.serve.refusals import refusal
 from leaderboard.settings import Settings
 from leaderboard.shards import Topology
+from leaderboard.write_scripts import TAKE_TOKENS
 
 log = logging.getLogger(__name__)
 

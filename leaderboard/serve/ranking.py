@@ -1,50 +1,32 @@
 """Ranker: the autoscaled read path (top-N pages, rank, around-me, friends' ranks), straight
-from Redis; ended seasons from Postgres."""
+from Redis; ended seasons from Postgres.
+
+This module holds the deployment and its dispatch of a group of reads (``read_many``), with
+archived and ended seasons; the reads themselves are its bases: board default's in
+``serve/seed_reads.py``, any board's season in ``serve/board_reads.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import redis.asyncio as aioredis
 from pydantic_core import to_json
-from redis.commands.core import AsyncScript
 
 from leaderboard.board_cache import BoardCache
 from leaderboard.boards import Board
-from leaderboard.cursor import Cursor
-from leaderboard.errors import (
-    BoardChanged,
-    LeaderboardError,
-    NoSuchSeason,
-    NotFound,
-    Unavailable,
-    Warming,
-)
-from leaderboard.keys import DEFAULT_BOARD, Keys
-from leaderboard.read_scripts import (
-    AROUND,
-    BOARD_AROUND,
-    BOARD_RANK,
-    BOARD_RANKS,
-    BOARD_TOP,
-    RANK,
-    RANKS,
-    TOP,
-)
+from leaderboard.errors import LeaderboardError, NotFound
+from leaderboard.keys import Keys
 from leaderboard.redis_client import REDIS_DOWN, RedisClock, connect
-from leaderboard.serve.answers import around_answer, rank_answer, ranks_answer, top_answer
+from leaderboard.serve.board_reads import BoardReads, SeasonGone
 from leaderboard.serve.pg import Postgres
 from leaderboard.serve.pg_ranks import PostgresRanks
 from leaderboard.serve.season_reads import SeasonReads
+from leaderboard.serve.seed_reads import ReadScripts
 from leaderboard.settings import GLOBAL, Settings
 from leaderboard.shards import Topology
 
-Entry = dict[str, Any]
-WARMING = "warming"
 ARCHIVE_CACHE = 10_000  # archived answers kept per replica (they never change)
-STALE_RERUNS = 2  # live board reads rerun when this replica's clock estimate was a season off
 
 
 class ReadRequest(NamedTuple):
@@ -67,25 +49,7 @@ def encode(answer: Any) -> bytes:
     return to_json(answer)
 
 
-@dataclass(frozen=True)
-class ReadScripts:
-    """The read scripts registered on one Redis instance."""
-
-    default: dict[str, AsyncScript]  # board default's, by read kind
-    board: dict[str, AsyncScript]  # a board's season's, by read kind
-
-    @classmethod
-    def on(cls, redis: aioredis.Redis) -> ReadScripts:
-        return cls({k: redis.register_script(s) for k, s in DEFAULT_SCRIPTS.items()},
-                   {k: redis.register_script(s) for k, s in BOARD_SCRIPTS.items()})
-
-
-DEFAULT_SCRIPTS = {"top": TOP, "rank": RANK, "around": AROUND, "ranks": RANKS}
-BOARD_SCRIPTS = {"top": BOARD_TOP, "rank": BOARD_RANK, "around": BOARD_AROUND,
-                 "ranks": BOARD_RANKS}
-
-
-class Ranker:
+class Ranker(BoardReads):
     """Answers reads with one Lua script call each; ranks are 1-based and exact.
 
     A region board is read on the region's Redis instance, GLOBAL on GLOBAL's (REDIS_URL).
@@ -107,157 +71,6 @@ class Ranker:
         self._boards = BoardCache(Postgres(settings, max_size=1), self._redis, self._keys)
         self._boards_task: asyncio.Task[None] | None = None
         self.clock = RedisClock()  # for choosing the live season's candidates
-
-    async def top(self, region: str, limit: int, start: str = "") -> dict[str, Any]:
-        """A page of board default: from rank 1, from a rank, or after a cursor's position."""
-        k = self._keys
-        reply = await self._call(self._scripts[region].default["top"],
-                                 [k.board(region), k.epoch, k.warming],
-                                 [limit, k.user(""), *start_args(start)])
-        if reply == WARMING:
-            if start:
-                raise Warming("the board is being rebuilt; pages resume in a second")
-            return await self._pg.top(region, limit)
-        return top_answer(reply, region, "", 1)
-
-    async def rank(self, region: str, user_id: str) -> Entry | None:
-        k = self._keys
-        reply = await self._call(self._scripts[region].default["rank"],
-                                 [k.board(region), k.user(user_id), k.epoch, k.warming], [])
-        if reply == WARMING:
-            return await self._pg.rank(region, user_id)
-        return rank_answer(reply, user_id)
-
-    async def around(self, region: str, user_id: str, span: int) -> dict[str, Any] | None:
-        k = self._keys
-        keys = [k.board(region), k.user(user_id), k.epoch, k.warming]
-        reply = await self._call(self._scripts[region].default["around"], keys,
-                                 [span, k.user("")])
-        if reply == WARMING:
-            return await self._pg.around(region, user_id, span)
-        return around_answer(reply, region)
-
-    async def ranks(self, region: str, user_ids: list[str]) -> dict[str, Any]:
-        """The entries of the listed users (friends) in rank order, and who is missing."""
-        k = self._keys
-        reply = await self._call(self._scripts[region].default["ranks"],
-                                 [k.board(region), k.epoch, k.warming], [k.user(""), *user_ids])
-        if reply == WARMING:
-            raise Warming("the board is being rebuilt; retry in a second")
-        return ranks_answer(reply, region, user_ids)
-
-    # -- boards and seasons (docs/boards.md, "Reads") -----------------------------------------
-
-    async def board_top(self, board: Board, region: str, limit: int,
-                        season: int | None = None, start: str = "") -> dict[str, Any]:
-        """A page of a board's live season (``season`` None) or of season ``season``."""
-        if board.id == DEFAULT_BOARD:
-            k = _default_season(season)
-            return {**self._rebrand(await self.top(region, limit, start), board.id), "season": k}
-        reply, k = await self._board_read("top", board, region, season, limit, "",
-                                          start_args(start))
-        if reply is None:
-            if start:
-                raise Warming("the board is being rebuilt; pages resume in a second")
-            cold = await self._pg.top(region, limit, board.id, k, board.order)
-            return {**cold, "season": k}
-        return {**top_answer(reply[1:], region, board.id, k), "season": k}
-
-    async def board_rank(self, board: Board, region: str, user_id: str,
-                         season: int | None = None) -> Entry | None:
-        """A user's entry in a board's season; None when not on it."""
-        if board.id == DEFAULT_BOARD:
-            k = _default_season(season)
-            found = await self.rank(region, user_id)
-            return None if found is None else {**found, "season": k}
-        reply, k = await self._board_read("rank", board, region, season, 0, user_id)
-        if reply is None:
-            cold = await self._pg.rank(region, user_id, board.id, k, board.order)
-            return None if cold is None else {**cold, "season": k}
-        found = rank_answer(reply[1:], user_id, board.order)
-        return None if found is None else {**found, "season": k}
-
-    async def board_around(self, board: Board, region: str, user_id: str, span: int,
-                           season: int | None = None) -> dict[str, Any] | None:
-        """Up to ``span`` entries above and below a user in a board's season; None: not on it."""
-        if board.id == DEFAULT_BOARD:
-            k = _default_season(season)
-            found = await self.around(region, user_id, span)
-            return None if found is None else {**found, "season": k}
-        reply, k = await self._board_read("around", board, region, season, span, user_id)
-        if reply is None:
-            cold = await self._pg.around(region, user_id, span, board.id, k, board.order)
-            return None if cold is None else {**cold, "season": k}
-        found = around_answer(reply[1:], region)
-        return None if found is None else {**found, "season": k}
-
-    async def board_ranks(self, board: Board, region: str, user_ids: list[str],
-                          season: int | None = None) -> dict[str, Any]:
-        """The listed users' entries in a board's season, in rank order, and who is missing."""
-        if board.id == DEFAULT_BOARD:
-            return {**await self.ranks(region, user_ids), "season": _default_season(season)}
-        reply, k = await self._board_read("ranks", board, region, season, 0, "", user_ids)
-        if reply is None:
-            raise Warming("the board is being rebuilt; retry in a second")
-        return {**ranks_answer(reply[1:], region, user_ids), "season": k}
-
-    @staticmethod
-    def _rebrand(page: dict[str, Any], board: str) -> dict[str, Any]:
-        """A page of board default read through /boards/default: its cursor names that path."""
-        if page.get("next"):
-            cursor = Cursor.decode(page["next"])
-            page["next"] = Cursor(board, 1, cursor.region, cursor.sort_key,
-                                  cursor.member).encode()
-        return page
-
-    async def _board_read(self, kind: str, board: Board, region: str, season: int | None,
-                          arg: int, user_id: str, extra: list[Any] | None = None,
-                          ) -> tuple[list[Any] | None, int]:
-        """Run a board read script; its reply and the season it read (reply None: the instance
-        is warming, read that season from Postgres; the live one by this replica's estimate).
-
-        Live reads pass two candidate seasons from this replica's estimate of the instance's
-        clock; the script picks by the instance's clock, or answers how far off the estimate
-        was, and the read runs again with candidates from that clock (``STALE_RERUNS`` times).
-        """
-        fixed = season is not None
-        # before the start by the estimate: ask anyway, the instance's clock decides
-        k = season if fixed else board.schedule.season_at(self.clock.now_us()) or 1
-        for _ in range(STALE_RERUNS + 1):
-            if k is None or k < 1:
-                raise NoSuchSeason("this season of the board has not started")
-            keys, args = self._board_call(board, region, k, arg, user_id, fixed)
-            reply = await self._call(self._scripts[region].board[kind], keys,
-                                     [*args, *(extra or [])])
-            if reply == WARMING:
-                if not fixed and board.schedule.season_at(self.clock.now_us()) is None:
-                    raise NoSuchSeason("this season of the board has not started")
-                return None, k
-            if reply == "board_changed":
-                raise BoardChanged("the board was deleted or created again just now")
-            if reply == "freed":
-                raise SeasonGone()
-            if reply[0] in ("early", "stale"):
-                self.clock.observe(int(reply[1]))
-                if fixed:
-                    raise NoSuchSeason("this season of the board has not started")
-                k = board.schedule.season_at(int(reply[1]))
-                continue
-            return reply, k + int(reply[0]) - 1
-        raise Unavailable("the board's live season could not be settled; retry")
-
-    def _board_call(self, board: Board, region: str, k: int, arg: int, user_id: str,
-                    fixed: bool) -> tuple[list[str], list[Any]]:
-        key, cur, nxt = self._keys, self._keys.season(board.id, board.generation, k), \
-            self._keys.season(board.id, board.generation, k + 1)
-        start, end = board.schedule.bounds(k)
-        end_next = None if end is None else board.schedule.bounds(k + 1)[1]
-        keys = [key.boards, key.clock, key.epoch, key.warming, cur.board(region), nxt.board(region),
-                cur.user(user_id), nxt.user(user_id), key.freed(board.id, board.generation)]
-        args = [board.id, board.generation, start, "" if end is None else end,
-                "" if end_next is None else end_next, cur.user(""), nxt.user(""), arg,
-                "1" if fixed else "0", k]
-        return keys, args
 
     async def read_many(self, requests: list[ReadRequest]) -> list[Answer]:
         """Answer a group of reads as JSON bodies (None: the user is not on the board; a
@@ -351,34 +164,7 @@ class Ranker:
             return await self._seasons.around(board, season, region, user_id, arg)
         raise ValueError(f"unknown read kind {kind!r}")
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await script(keys=keys, args=args)
-        except REDIS_DOWN as exc:
-            raise Unavailable("Redis is unreachable") from exc
-
-
-class SeasonGone(Exception):
-    """A past season's keys left Redis (archived): read it from Postgres."""
-
 
 def _empty(kind: str, answer: Any) -> bool:
     return answer is None or (kind == "top" and answer["total"] == 0) or (
         kind == "ranks" and not answer["entries"])
-
-
-def start_args(start: str) -> list[str]:
-    """The top scripts' ARGV for where a page starts: first rank0, cursor sort key and member."""
-    if start.startswith("rank:"):
-        return [start[5:], "", ""]
-    if start.startswith("after:"):
-        sort_key, _, member = start[6:].partition(":")
-        return ["", sort_key, member]
-    return ["", "", ""]
-
-
-def _default_season(season: int | None) -> int:
-    """Board default has one season, 1."""
-    if season not in (None, 1):
-        raise NoSuchSeason("board default has one season, 1")
-    return 1

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from leaderboard import metadata
-from leaderboard.actors.shard import WriteCommand, WriteResult
+from leaderboard.actors.shard_types import WriteCommand, WriteResult
 from leaderboard.errors import (
     BoardChanged,
     Conflict,

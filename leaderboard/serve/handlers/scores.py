@@ -9,7 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from leaderboard import metadata
 from leaderboard.actors.router import shard_for
-from leaderboard.actors.shard import WriteCommand, WriteMode, WriteResult
+from leaderboard.actors.shard_types import WriteCommand, WriteMode, WriteResult
 from leaderboard.boards import DEFAULT, Board, Kind
 from leaderboard.errors import BadRequest, LeaderboardError, NotFound, OperatorMismatch
 from leaderboard.models import (
