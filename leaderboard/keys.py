@@ -3,7 +3,9 @@
 The Lua lives beside it: ``write_scripts`` (WRITE_SCORE, TAKE_TOKENS), ``read_scripts`` and
 ``apply_scripts``; the write scripts and the apply scripts stay importable from here.
 
-Layout for board B (only ``default`` today; seasons/boards fit as more B):
+Layout under the deployment's namespace B (setting ``BOARD``), as board ``default`` uses it;
+every other board's season keys live under ``lb:B:b:BOARD:GENERATION:SEASON:`` with the same
+names (``board_prefix``, ``season``; docs/boards.md), profiles under ``lb:B:profile:USER``:
   lb:B:board:REGION   ZSET, member = 16-digit (MAX - reached) + user_id, score = score
   lb:B:user:USER      HASH name region score version reached member updated_at [meta]
   lb:B:stream:SHARD   STREAM of write events (one field e = 'score version reached ts region

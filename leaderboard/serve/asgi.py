@@ -11,7 +11,6 @@ route table's lookup) and ``asgi_io`` (bodies, queries, validation, streaming, l
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,8 +38,6 @@ from leaderboard.serve.asgi_types import (
 from leaderboard.serve.failures import as_service_error
 
 __all__ = ["App", "Call", "Handler", "Reply", "Route", "Stream", "describe_validation"]
-
-log = logging.getLogger(__name__)
 
 
 class App:
