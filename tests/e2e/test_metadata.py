@@ -22,7 +22,7 @@ from tests.e2e.conftest import (
     wait_stored,
     wait_warm,
 )
-from tests.e2e.test_boards import admin, board_id
+from tests.e2e.test_boards import admin, board_id, create
 
 CAR = {"car": "Mk II", "colour": "rouge é", "laps": [61.2, 60.9], "ghost": None}
 
@@ -129,9 +129,7 @@ async def test_metadata_survives_a_rebuild_from_postgres_and_a_season_archive(
     token = await register(client, user, "EU")
     seasonal, plain = board_id(), board_id()
     for bid, reset in ((seasonal, 1), (plain, None)):
-        r = await client.post("/boards", headers=admin(service),
-                              json={"id": bid, "order": "desc", "operator": "set",
-                                    "reset": reset})
+        r = await create(client, service, id=bid, order="desc", operator="set", reset=reset)
         assert r.status_code == 201, r.text
     r = await client.post(f"/boards/{seasonal}/scores", json={"score": 9, "metadata": CAR},
                           headers=bearer(token))

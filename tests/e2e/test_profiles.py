@@ -8,7 +8,7 @@ import httpx
 
 from leaderboard.serve.auth import issue_token
 from tests.e2e.conftest import Service, bearer, register, uid, until_sql, wait_drained
-from tests.e2e.test_boards import admin, board_id
+from tests.e2e.test_boards import board_id, create
 
 
 async def test_a_rename_shows_everywhere_at_once_and_stays(
@@ -19,9 +19,7 @@ async def test_a_rename_shows_everywhere_at_once_and_stays(
     await register(client, other, "EU", initialScore=60)
     season_board, plain = board_id(), board_id()
     for bid, reset in ((season_board, 1), (plain, None)):
-        r = await client.post("/boards", headers=admin(service),
-                              json={"id": bid, "order": "asc", "operator": "best",
-                                    "reset": reset})
+        r = await create(client, service, id=bid, order="asc", operator="best", reset=reset)
         assert r.status_code == 201, r.text
         r = await client.post(f"/boards/{bid}/scores", json={"score": 7}, headers=bearer(old))
         assert r.status_code == 200, r.text
