@@ -8,6 +8,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 from leaderboard import board_purge, board_registry
@@ -74,9 +75,9 @@ class Context:
         self.metrics = GatewayMetrics(settings.board, settings.metrics_board_list)
         size, wait = settings.batch_max_size, settings.batch_max_wait_ms / 1000
         self._writes = {
-            shard: MicroBatcher(self._shard_sender(shard, handle), max_size=size, max_wait_s=wait,
+            shard: MicroBatcher(partial(self._send, shard), max_size=size, max_wait_s=wait,
                                 max_inflight=settings.batch_max_inflight)
-            for shard, handle in shards.items()
+            for shard in shards
         }
         # reads may spread over every ranking replica
         self._reads: MicroBatcher[ReadRequest, Answer] = MicroBatcher(
@@ -88,16 +89,15 @@ class Context:
                             settings.live_frames_per_s)
         self.reads.watch(self.live.changed)
 
-    def _shard_sender(self, shard: str, handle: Any) -> Any:
-        async def send(cmds: list[WriteCommand]) -> list[WriteResult]:
-            try:
-                rows: list[Row] = await handle.write_rows.remote(command_rows(cmds))
-            except RAY_UNAVAILABLE:  # answered 503 by the handler; counted here
-                self.metrics.writes.refuse(shard, cmds, "shard_unreachable")
-                raise
-            return results_of(rows)
-
-        return send
+    async def _send(self, shard: str, cmds: list[WriteCommand]) -> list[WriteResult]:
+        """One Ray call to the shard (commands and results as tuples); an unreachable shard is
+        counted here and raises."""
+        try:
+            rows: list[Row] = await self.shards[shard].write_rows.remote(command_rows(cmds))
+        except RAY_UNAVAILABLE:
+            self.metrics.writes.refuse(shard, cmds, "shard_unreachable")
+            raise
+        return results_of(rows)
 
     async def _read_sender(self, requests: list[ReadRequest]) -> list[Answer]:
         results: list[Answer] = await self._ranker.read_many.remote(requests)
@@ -191,11 +191,9 @@ class Context:
     async def write_group(self, shard: str, cmds: list[WriteCommand]) -> list[WriteResult]:
         """A batch's commands for one shard in one call; an unreachable shard refuses each."""
         try:
-            rows: list[Row] = await self.shards[shard].write_rows.remote(command_rows(cmds))
-            return results_of(rows)
+            return await self._send(shard, cmds)
         except RAY_UNAVAILABLE as exc:
             log.warning("shard %s unavailable: %r", shard, exc)
-            self.metrics.writes.refuse(shard, cmds, "shard_unreachable")
             return [WriteResult("unavailable") for _ in cmds]
 
     async def read(self, request: ReadRequest) -> bytes | None:
