@@ -11,7 +11,7 @@ from leaderboard.actors.shard import RegionShard, WriteCommand
 from leaderboard.keys import Keys
 from leaderboard.pipeline.events import named
 from leaderboard.pipeline.writer import StreamWriter
-from leaderboard.recovery import BoardGuard, rebuild_from_postgres
+from leaderboard.recovery import CONFIRM, HAS_STATISTICS, BoardGuard, rebuild_from_postgres
 from leaderboard.serve.pg_ranks import PostgresRanks
 from leaderboard.serve.ranking import Ranker
 from leaderboard.settings import Settings
@@ -190,3 +190,21 @@ async def test_a_rebuild_restores_renamed_users_profiles(
     assert not await redis.exists(keys.profile("kept"))  # only renamed users get a profile
     # a token issued before the rename (name "Old") still writes the new name
     assert (await shard.write(WriteCommand("ren", "Old", "EU", "set", 10))).name == "New"
+
+
+async def test_the_first_confirm_gives_the_planner_statistics_to_find_events_by_key(
+    settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    """Never analyzed (autovacuum off, or not yet), the table let the planner probe CONFIRM's
+    events through a score index, reading every entry of the board for each: ~45x the CPU
+    at 1,000 entries. The first confirm analyzes it, and the probe then takes the key."""
+    await pg.execute("DELETE FROM pg_statistic WHERE starelid = 'leaderboard'::regclass")
+    shards = await populate(settings, redis, pg)
+    await pg.execute("INSERT INTO leaderboard (user_id, name, region, score, version, reached) "
+                     "SELECT 'x' || i, 'X', 'EU', i, 1, 1 FROM generate_series(1, 5000) i")
+    assert not await pg.fetchval(HAS_STATISTICS)
+    assert len(shards["EU"].unstored) > 0
+    assert await shards["EU"].unstored.confirm(pg) > 0
+    assert await pg.fetchval(HAS_STATISTICS)
+    plan = await pg.fetch("EXPLAIN " + CONFIRM, ["default"], [1], ["u001"], [1])
+    assert "leaderboard_pkey" in "\n".join(r[0] for r in plan)
