@@ -203,6 +203,7 @@ class Settings(StoreSettings):
     writer_pool_size: int = Field(2, ge=1, le=64, alias="WRITER_POOL_SIZE")
     writer_batch_size: int = Field(1000, ge=1, le=10000, alias="WRITER_BATCH_SIZE")
     writer_batch_wait_ms: int = Field(50, ge=1, le=10000, alias="WRITER_BATCH_WAIT_MS")
+    writer_linger_ms: int = Field(30, ge=0, le=1000, alias="WRITER_LINGER_MS")
     writer_claim_idle_ms: int = Field(30000, ge=100, alias="WRITER_CLAIM_IDLE_MS")
     writer_max_deliveries: int = Field(5, ge=1, alias="WRITER_MAX_DELIVERIES")
 

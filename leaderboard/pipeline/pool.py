@@ -70,6 +70,7 @@ class Writer:
             self._consumer,
             batch_size=s.writer_batch_size,
             block_ms=s.writer_batch_wait_ms,
+            linger_ms=s.writer_linger_ms,
             claim_idle_ms=s.writer_claim_idle_ms,
             max_deliveries=s.writer_max_deliveries,
             fold=fold,
