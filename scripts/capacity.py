@@ -1,6 +1,6 @@
 """CPU time per request of every process on each path: the inputs of docs/capacity.md.
 
-Usage: capacity.py [--duration S] [--users N] [--out FILE]
+Usage: capacity.py [--duration S] [--users N] [--paths TEXT] [--out FILE]
 
 Starts its own Ray + Serve instance (port CAP_HTTP_PORT, default 18770), its own throwaway
 redis-server (so Redis's CPU is ours alone) and database ``leaderboard_capacity``; drives each
@@ -225,6 +225,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--idle", type=float, default=10, help="seconds of the idle baseline")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--paths", default="", help="only paths whose label holds this text "
+                        "(e.g. 'score/update'); all by default")
     args = parser.parse_args()
     with ThrowawayRedis() as redis_server:
         run(args, redis_server)
@@ -285,6 +287,8 @@ def run(args: argparse.Namespace, redis_server: ThrowawayRedis) -> None:
         drained(redis_url)
         background = idle(sampler, args.idle)
         for label, go in paths:
+            if args.paths not in label:
+                continue
             rows.append(measure(sampler, label, go, redis_url, background))
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
