@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
+from leaderboard.actors.channel import Address, ChannelServer, channel_token
 from leaderboard.actors.shard_types import Row, commands_of, result_rows
 
 # the write types moved to shard_types; still importable from here
@@ -29,6 +30,13 @@ log = logging.getLogger(__name__)
 
 BoardLookup = Callable[[str], Board | None]
 STALE_RERUNS = 3  # rounds of season_stale reruns in one write_many before answering unavailable
+
+
+def node_address() -> str:
+    """This node's address as Ray's own servers use it (127.0.0.1 on one machine)."""
+    import ray
+
+    return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
 
 
 def default_only(board: str) -> Board | None:
@@ -264,6 +272,9 @@ class RegionShardActor(RegionShard):
         self._report = ShardReporter(settings.board, shard, self._redis, self._keys,
                                      lambda: self._guard.progress,
                                      shard == GLOBAL and len(self.topology.urls()) > 1)
+        self._channel = ChannelServer(self.write_rows, channel_token(
+            settings.jwt_secret.get_secret_value(), settings.board, shard))
+        await self._channel.start(node_address())
         self._guard_task = asyncio.create_task(self._guard_loop())
         self._cache_task = asyncio.create_task(self._cache.run())
         self._report_task = asyncio.create_task(self._report.run())
@@ -287,6 +298,10 @@ class RegionShardActor(RegionShard):
         """``write_many`` with commands and results as plain tuples (``shard_types``): what
         the gateways call, since a tuple crosses the Ray boundary far cheaper."""
         return result_rows(await self.write_many(commands_of(rows)))
+
+    async def channel_address(self) -> Address:
+        """Where this shard's direct channel listens (``leaderboard/actors/channel.py``)."""
+        return self._channel.address
 
     async def _guard_loop(self) -> None:
         pg = None

@@ -12,9 +12,9 @@ from functools import partial
 from typing import Any
 
 from leaderboard import board_purge, board_registry
+from leaderboard.actors.channel import ChannelClient, channel_token
 from leaderboard.actors.router import shard_for
 from leaderboard.actors.shard_types import (
-    Row,
     WriteCommand,
     WriteMode,
     WriteResult,
@@ -74,6 +74,9 @@ class Context:
         self._profiles: dict[str, tuple[str, str]] = {}
         self.metrics = GatewayMetrics(settings.board, settings.metrics_board_list)
         size, wait = settings.batch_max_size, settings.batch_max_wait_ms / 1000
+        token = partial(channel_token, settings.jwt_secret.get_secret_value(), settings.board)
+        self._channels = {shard: ChannelClient(handle.channel_address.remote, token(shard))
+                          for shard, handle in shards.items()}
         self._writes = {
             shard: MicroBatcher(partial(self._send, shard), max_size=size, max_wait_s=wait,
                                 max_inflight=settings.batch_max_inflight)
@@ -90,10 +93,13 @@ class Context:
         self.reads.watch(self.live.changed)
 
     async def _send(self, shard: str, cmds: list[WriteCommand]) -> list[WriteResult]:
-        """One Ray call to the shard (commands and results as tuples); an unreachable shard is
-        counted here and raises."""
+        """One call to the shard, over its direct channel (or Ray, ``SHARD_CHANNEL=ray``), with
+        commands and results as tuples; an unreachable shard is counted here and raises."""
         try:
-            rows: list[Row] = await self.shards[shard].write_rows.remote(command_rows(cmds))
+            if self.settings.shard_channel == "direct":
+                rows = await self._channels[shard].call(command_rows(cmds))
+            else:
+                rows = await self.shards[shard].write_rows.remote(command_rows(cmds))
         except RAY_UNAVAILABLE:
             self.metrics.writes.refuse(shard, cmds, "shard_unreachable")
             raise

@@ -15,6 +15,7 @@ import logging
 from ray import exceptions as rx
 from ray.serve import exceptions as sx
 
+from leaderboard.actors.channel import ShardUnreachable
 from leaderboard.errors import LeaderboardError, Unavailable
 
 # A child of Serve's own logger: in a replica Serve writes only that logger to the replica's log
@@ -36,6 +37,7 @@ RAY_UNAVAILABLE: tuple[type[BaseException], ...] = (
     sx.BackPressureError,
     sx.DeploymentUnavailableError,
     sx.ReplicaUnavailableError,
+    ShardUnreachable,  # a shard's direct channel (leaderboard/actors/channel.py)
 )
 
 
