@@ -7,7 +7,7 @@ from typing import Any
 import ray
 
 from leaderboard.actors.placement import placement_options
-from leaderboard.actors.shard import RegionShardActor
+from leaderboard.actors.shard_actor import RegionShardActor
 from leaderboard.settings import Settings
 from leaderboard.shards import Topology, region_of
 
