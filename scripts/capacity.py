@@ -97,7 +97,9 @@ class Sampler:
     def sample(self) -> dict[str, float]:
         cpu: dict[str, float] = defaultdict(float)
         me = psutil.Process()
-        procs = [(p, group_of(p)) for p in me.children(recursive=True)]
+        # the throwaway redis-server is our child too: counted once, as "redis"
+        procs = [(p, group_of(p)) for p in me.children(recursive=True)
+                 if p.pid != self.redis_pid]
         procs += [(psutil.Process(self.redis_pid), "redis")]
         procs += [(psutil.Process(pid), "postgres") for pid in self.pg_pids()]
         for proc, group in procs:
@@ -108,11 +110,24 @@ class Sampler:
             except psutil.NoSuchProcess:
                 continue
             cpu[group] += t.user + t.system
+            if group == "ray" and DETAIL:
+                cpu["ray:" + _program(proc)] += t.user + t.system
         return dict(cpu)
 
 
+DETAIL = os.environ.get("CAP_DETAIL") == "1"  # also print the "ray" group by program
+
+
+def _program(proc: psutil.Process) -> str:
+    try:
+        return os.path.basename(proc.cmdline()[0])[:40] or proc.name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+        return "?"
+
+
 def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
-    return {g: max(0.0, after.get(g, 0.0) - before.get(g, 0.0)) for g in GROUPS}
+    keys = set(GROUPS) | {k for k in after if k.startswith("ray:")}
+    return {g: max(0.0, after.get(g, 0.0) - before.get(g, 0.0)) for g in keys}
 
 
 
@@ -192,9 +207,12 @@ def measure(sampler: Sampler, label: str, run: Callable[[], tuple[int, int]],
     done, errors = run()
     drained(redis_url)
     seconds = time.perf_counter() - start
-    used = {g: max(0.0, v - background[g] * seconds)
+    used = {g: max(0.0, v - background.get(g, 0.0) * seconds)
             for g, v in diff(sampler.sample(), before).items()}
     print(f"  {label}: {done:,} requests, {errors} errors, {seconds:.1f} s", flush=True)
+    for name, v in sorted(used.items(), key=lambda kv: -kv[1]):
+        if name.startswith("ray:") and v > 0:
+            print(f"    {name}: {v * 1e6 / max(1, done):,.0f} µs per request", flush=True)
     return {"label": label, "requests": done, "errors": errors, "cpu": used,
             "seconds": seconds}
 
