@@ -222,6 +222,7 @@ class Settings(StoreSettings):
     batch_max_size: int = Field(256, ge=1, le=10000, alias="BATCH_MAX_SIZE")
     batch_max_inflight: int = Field(1, ge=1, le=64, alias="BATCH_MAX_INFLIGHT")
     shard_channel: Literal["direct", "ray"] = Field("direct", alias="SHARD_CHANNEL")
+    shard_max_inflight: int = Field(2, ge=1, le=64, alias="SHARD_MAX_INFLIGHT")
     batch_max_wait_ms: float = Field(0.0, ge=0, le=1000, alias="BATCH_MAX_WAIT_MS")
 
     ray_namespace: str = Field("leaderboard", alias="RAY_NAMESPACE")

@@ -79,7 +79,7 @@ class Context:
                           for shard, handle in shards.items()}
         self._writes = {
             shard: MicroBatcher(partial(self._send, shard), max_size=size, max_wait_s=wait,
-                                max_inflight=settings.batch_max_inflight)
+                                max_inflight=settings.shard_max_inflight)
             for shard in shards
         }
         # reads may spread over every ranking replica
