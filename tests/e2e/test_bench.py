@@ -16,7 +16,8 @@ def test_quick_bench_measures_every_item_and_writes_the_report(tmp_path: Path) -
     env = {**os.environ,
            # its own Ray, HTTP port, Redis index and database: the suite's are in use
            "BENCH_HTTP_PORT": os.environ.get("TEST_BENCH_HTTP_PORT", "18700"),
-           "BENCH_REDIS_URL": os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/9",
+           "BENCH_REDIS_URL": os.environ.get(
+               "TEST_BENCH_REDIS_URL", os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/9"),
            "BENCH_PGDATABASE": f"{os.environ.get('PGDATABASE', 'leaderboard_test')}_bench"}
     run = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "scripts/bench.py", "--quick",
                           "--out", str(out)], env=env, cwd=ROOT, capture_output=True, text=True,
