@@ -368,19 +368,25 @@ end
 """
 
 
-def drop_app(name: str, settings: Settings) -> None:
-    """Delete a Serve app and stop its board's shard and writer actors (they are detached)."""
+def drop_apps(apps: dict[str, Settings | None]) -> None:
+    """Delete Serve apps (together: one by one took ~3 s each) and stop the shard and writer
+    actors of their boards (they are detached; ``None``: an app without a board)."""
     from leaderboard.actors.router import shard_actor_name
     from leaderboard.pipeline.pool import writer_actor_name
 
-    serve.delete(name)
-    names = [shard_actor_name(settings, shard) for shard in Topology.of(settings).all_shards()]
-    names += [writer_actor_name(settings, i) for i in range(settings.writer_pool_size)]
-    for actor in names:
-        try:
-            ray.kill(ray.get_actor(actor, namespace=settings.ray_namespace), no_restart=True)
-        except ValueError:
-            pass  # gone already (two apps may share a board)
+    for name in apps:
+        serve.delete(name, _blocking=False)
+    deadline = time.monotonic() + 120
+    while set(apps) & set(serve.status().applications) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for settings in filter(None, apps.values()):
+        names = [shard_actor_name(settings, shard) for shard in Topology.of(settings).all_shards()]
+        names += [writer_actor_name(settings, i) for i in range(settings.writer_pool_size)]
+        for actor in names:
+            try:
+                ray.kill(ray.get_actor(actor, namespace=settings.ray_namespace), no_restart=True)
+            except ValueError:
+                pass  # gone already (two apps may share a board)
 
 
 class SecondRedis:
@@ -432,9 +438,10 @@ def scale_out(settings: Settings, users: int, d: int, c: int) -> None:
         asyncio.run(ensure_database(one))
         for s in (one, two):
             asyncio.run(seed_board(s, users))
-        for name, s, n in (("r1", one, 1), ("r2", one, 2), ("i2", two, 2)):
-            serve.run(build_app(s, {"Ranker": ranker(n), "Gateway": gateway}), name=name,
-                      route_prefix=f"/{name}", logging_config=QUIET_LOGS)
+        serve.run_many([  # together: their replicas start side by side, not one app at a time
+            serve.RunTarget(build_app(s, {"Ranker": ranker(n), "Gateway": gateway}), name,
+                            f"/{name}", QUIET_LOGS)
+            for name, s, n in (("r1", one, 1), ("r2", one, 2), ("i2", two, 2))])
         base = f"http://127.0.0.1:{PORT}"
         for name in ("r1", "r2", "i2"):
             wait_ready(f"{base}/{name}")
@@ -447,8 +454,7 @@ def scale_out(settings: Settings, users: int, d: int, c: int) -> None:
              script("/r2"), d, c)
         http("scale_i2", label + "with 2 ranking replicas, region boards on a 2nd Redis instance",
              base, script("/i2"), d, c)
-        for name, s in (("r1", one), ("r2", one), ("i2", two)):
-            drop_app(name, s)
+        drop_apps({"r1": one, "r2": one, "i2": two})
 
 
 # --- 6. writer pool vs bare upsert ----------------------------------------------------------
@@ -736,6 +742,22 @@ def read_runs(settings: Settings, base: str, users: int, d: int, c: int) -> None
          WRK_PATHS % (users, "/around/bench-%06d?range=10"), d, c)
 
 
+def deploy_apps(settings: Settings, limited: Settings, only: set[str]) -> None:
+    """The apps the chosen items measure, deployed together (their replicas start side by side,
+    not one app after the other), then ready: the ceilings, the app, the app with limits."""
+    targets = [serve.RunTarget(build_app(settings), "leaderboard", "/", QUIET_LOGS)]
+    if "1" in only:
+        targets += [serve.RunTarget(Trivial.bind(), "trivial", "/trivial", QUIET_LOGS),
+                    serve.RunTarget(PlainTrivial.bind(), "plain", "/plain", QUIET_LOGS)]
+    if only & {"2", "7"}:
+        targets.append(serve.RunTarget(build_app(limited), "limited", "/limited", QUIET_LOGS))
+    serve.run_many(targets)
+    base = f"http://127.0.0.1:{PORT}"
+    if only & {"2", "7"}:
+        wait_ready(f"{base}/limited")
+    wait_ready(base)
+
+
 def serve_items(settings: Settings, args: argparse.Namespace, only: set[str]) -> None:
     """Items 1-4, 6, 7 and scale-out: everything that needs Ray and Serve."""
     d, c = args.duration, args.connections
@@ -745,33 +767,22 @@ def serve_items(settings: Settings, args: argparse.Namespace, only: set[str]) ->
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})
         base = f"http://127.0.0.1:{PORT}"
-        if "1" in only:
-            serve.run(Trivial.bind(), name="trivial", route_prefix="/trivial",
-                      logging_config=QUIET_LOGS)
-            serve.run(PlainTrivial.bind(), name="plain", route_prefix="/plain",
-                      logging_config=QUIET_LOGS)
-        serve.run(build_app(settings), name="leaderboard", route_prefix="/",
-                  logging_config=QUIET_LOGS)
         # the same graph with every limit on, set high enough that every write is admitted:
         # the difference to the plain write is the cost of admission itself
         limited = settings.model_copy(update={"board": "benchlimits", **HIGH_LIMITS})
-        if only & {"2", "7"}:
-            serve.run(build_app(limited), name="limited", route_prefix="/limited",
-                      logging_config=QUIET_LOGS)
-            wait_ready(f"{base}/limited")
-        wait_ready(base)
+        deploy_apps(settings, limited, only)
         print("1-4, 7. HTTP", flush=True)
         if "1" in only:
             http("ceiling", "trivial FastAPI deployment (the old ceiling)", f"{base}/trivial/",
                  None, d, c)
             http("plain", "trivial plain-ASGI deployment (the ceiling)", f"{base}/plain/", None,
                  d, c)
-            serve.delete("trivial")  # each measurement with only the apps it needs deployed
-            serve.delete("plain")
+            # each measurement with only the apps it needs deployed
+            drop_apps({"trivial": None, "plain": None})
         if only & {"2", "7"}:
             quiet([settings, limited])
             write_runs(settings, base, tokens, args, only)
-            drop_app("limited", limited)
+            drop_apps({"limited": limited})
         if "4" in only:
             quiet([settings])
             server = issue_token(settings, "bench-server", "Server", "GLOBAL", role="server")
@@ -812,14 +823,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scale-users", type=int, default=1_000_000,
                         help="the large board of item 8 (compared with 10,000 users)")
     parser.add_argument("--out", type=Path, help="Markdown file to write the table into")
-    parser.add_argument("--only", default=",".join(ITEMS),
-                        help="comma-separated items to run (1-8, scale), e.g. --only 6")
+    parser.add_argument("--only",
+                        help="comma-separated items to run (1-8, scale), e.g. --only 6 "
+                             "(default: all; with --quick all but scale)")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke check: 3 s per endpoint, 100 users, small backlog and board")
+                        help="a smoke check: 3 s per endpoint, 100 users, small backlog and "
+                             "board, no scale-out unless --only names it")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.users, args.rounds = 3, 100, 1
         args.drain_events, args.scale_users = 5_000, 20_000
+    if args.only is None:  # the smoke leaves out the scale-out: three more apps, ~25 s
+        args.only = ",".join(i for i in ITEMS if not (args.quick and i == "scale"))
     unknown = set(args.only.split(",")) - set(ITEMS)
     if unknown:
         parser.error(f"--only: unknown items {sorted(unknown)}; choose from {', '.join(ITEMS)}")

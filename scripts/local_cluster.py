@@ -207,14 +207,33 @@ def ours(temp_dir: Path) -> list[psutil.Process]:
     """Processes with the cluster's temp dir (as a whole path) on their command line."""
     marker = re.compile(re.escape(str(temp_dir)) + r"(/|\s|$)")
     found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
+    for p in psutil.process_iter(["pid", "name", "cmdline"]):
         if p.pid != os.getpid() and marker.search(" ".join(p.info["cmdline"] or [])):
             found.append(p)
     return found
 
 
+def terminate(procs: list[psutil.Process], grace_s: float) -> None:
+    """SIGTERM, then SIGKILL to whatever is still there after ``grace_s``."""
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
 def stop(c: Cluster, keep_logs: bool) -> None:
-    """Serve first (replicas drain, HAProxies stop), then exactly this cluster's processes."""
+    """Serve first (replicas drain, HAProxies stop), then exactly this cluster's processes, in
+    ``ray stop``'s order: raylets, then the rest, then the GCS. Sent SIGTERM all at once, the
+    raylets, the GCS and an agent were still alive 15 s later in the teardowns measured, so
+    every stop waited for the SIGKILL; in this order each group was gone in about 2 s."""
     log("stopping")
     try:
         subprocess.run([*SERVE, "shutdown", "-y", f"--address={c.dashboard_url}"], env=c.env,
@@ -222,17 +241,10 @@ def stop(c: Cluster, keep_logs: bool) -> None:
     except subprocess.TimeoutExpired:  # a half-started cluster: its processes are stopped below
         log("serve shutdown did not answer in 120s")
     procs = ours(c.temp_dir)
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=15)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+    raylets = [p for p in procs if p.info["name"] == "raylet"]
+    gcs = [p for p in procs if p.info["name"] == "gcs_server"]
+    for bucket in (raylets, [p for p in procs if p not in raylets + gcs], gcs):
+        terminate(bucket, 10)
     log(f"stopped {len(procs)} processes")
     if keep_logs:
         log(f"Ray's logs kept in {c.temp_dir}/session_latest/logs")

@@ -6,8 +6,8 @@ emptied first; rate limits on, 1,000 writes a minute per player), with ``--url``
 ``make run`` to sample its processes). Then: one write per player, the mix at ``--rate``
 for ``--minutes``, a sample every ``--interval`` seconds, drain, and the checks. Exit status 1
 when a request failed, a process grew faster than ``--max-slope`` MiB/h over the second half
-of the run (the first half is the warm-up), a process went away, or Postgres differs from
-Redis for a player once the streams are drained.
+of the run (the first half is the warm-up; ``--judge-from`` moves that line), a process went
+away, or Postgres differs from Redis for a player once the streams are drained.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def options() -> argparse.Namespace:
                    help="MiB/h a process may grow over the 2nd half (30 = 5 MiB per 10 min)")
     p.add_argument("--noise-mib", type=float, default=3.0,
                    help="growth over the 2nd half below which a slope is noise")
+    p.add_argument("--judge-from", type=float,
+                   help="minute from which growth is judged (default: half the run; before it, "
+                        "the warm-up)")
     p.add_argument("--judge", default="",
                    help="judge only processes whose name matches this regex (default: all)")
     p.add_argument("--port", type=int, default=int(env("SOAK_HTTP_PORT", "18900")))
@@ -70,7 +73,8 @@ def options() -> argparse.Namespace:
 
 
 def service_env(args: argparse.Namespace, state: Path) -> dict[str, str]:
-    """``make run``'s environment on the soak's own port, Redis index, database and namespace."""
+    """``make run``'s environment on the soak's own port (HAProxy's and Ray's metrics ports
+    derived from it), Redis index, database and namespace."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_SERVE_HAPROXY", "DATABASE_URL"))}
     return {**env, "PORT": str(args.port), "REDIS_URL": args.redis_url,
             "PGDATABASE": args.pgdatabase, "RAY_NAMESPACE": f"soak-{args.port}",
@@ -78,7 +82,9 @@ def service_env(args: argparse.Namespace, state: Path) -> dict[str, str]:
             # limits on (buckets are a growth source to watch), generous enough for the mix
             "RATE_LIMITS_ENABLED": "true", "USER_RATE_LIMIT_COUNT": "1000",
             "RAY_SERVE_HAPROXY_STATS_PORT": str(args.port + 104),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(args.port + 1101)}
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(args.port + 1101),
+            # Ray's metrics agent too: its default (8090) is make run's, or another soak's
+            "METRICS_EXPORT_PORT": str(args.port + 1102)}
 
 
 async def empty_stores(settings: Settings) -> None:
@@ -174,12 +180,13 @@ async def soak(args: argparse.Namespace, settings: Settings, root_pid: int | Non
         await task
         await sampler.sample(now_minutes(start))  # the end of the load
         cpu = resource.getrusage(resource.RUSAGE_SELF)
-        print(sampler.table(args.minutes))
+        since = args.minutes / 2 if args.judge_from is None else args.judge_from
+        print(sampler.table(since))
         print(load.tally.summary())
         print(await sampler.key_costs())
         print(f"load generator CPU: {cpu.ru_utime + cpu.ru_stime - cpu0.ru_utime - cpu0.ru_stime:.1f} s "
               f"for {time.monotonic() - start:.0f} s of load")
-        problems = judge(sampler, args.minutes, args.max_slope, args.noise_mib, args.judge)
+        problems = judge(sampler, since, args.max_slope, args.noise_mib, args.judge)
         if load.tally.total_failed:
             problems.append(f"{load.tally.total_failed} requests failed")
         left = await drained(redis, keys, 120)

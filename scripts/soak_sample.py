@@ -152,15 +152,17 @@ class Sampler:
                 f"{now.get('redis board keys (est.)', 0):.1f} MiB, postgres table "
                 f"{now.get('postgres leaderboard table', 0):.1f} MiB")
 
-    def table(self, minutes: float) -> str:
-        """The Markdown table: a row per series, a column per sample, the slope over the 2nd half."""
+    def table(self, since: float) -> str:
+        """The Markdown table: a row per series, a column per sample, the slope from minute
+        ``since`` on (the judged part of the run)."""
         times = sorted({t for s in self.series.values() for t in s.points})
-        head = "| series | " + " | ".join(f"{t:g}" for t in times) + " | slope MiB/h (2nd half) |"
+        head = ("| series | " + " | ".join(f"{t:g}" for t in times)
+                + f" | slope MiB/h (from minute {since:g}) |")
         lines = [head, "|" + "---|" * (len(times) + 2)]
         order = {"process": 0, "store": 1, "count": 2}
         for s in sorted(self.series.values(), key=lambda s: (order[s.kind], s.name)):
             cells = [fmt(s.points.get(t), s.kind) for t in times]
-            slope = s.slope_per_hour(minutes / 2)
+            slope = s.slope_per_hour(since)
             lines.append(f"| {s.name} | " + " | ".join(cells)
                          + f" | {'' if slope is None else f'{slope:+.1f}'} |")
         return "\n".join(lines)
@@ -172,20 +174,20 @@ def fmt(v: float | None, kind: str) -> str:
     return f"{v:,.0f}" if kind == "count" else f"{v:.1f}"
 
 
-def judge(sampler: Sampler, minutes: float, max_slope: float, noise_mib: float,
+def judge(sampler: Sampler, since: float, max_slope: float, noise_mib: float,
           only: str = "") -> list[str]:
     """Processes growing faster than ``max_slope`` MiB/h (and by more than ``noise_mib``)
-    over the second half, and processes that went away before the end (restarted or died;
+    from minute ``since`` on (before it: the warm-up), and processes that went away before the end (restarted or died;
     Serve replicas and HAProxy excepted: the autoscaler may stop one, a reload replaces it)."""
     last = max((t for s in sampler.series.values() for t in s.points), default=0.0)
     problems = []
     for s in sampler.series.values():
         if s.kind != "process" or not re.search(only, s.name):
             continue
-        slope = s.slope_per_hour(minutes / 2)
-        if slope is not None and slope > max_slope and s.growth(minutes / 2) > noise_mib:
-            problems.append(f"{s.name} grows {slope:+.1f} MiB/h over the second half "
-                            f"(+{s.growth(minutes / 2):.1f} MiB; limit {max_slope:g} MiB/h)")
+        slope = s.slope_per_hour(since)
+        if slope is not None and slope > max_slope and s.growth(since) > noise_mib:
+            problems.append(f"{s.name} grows {slope:+.1f} MiB/h from minute {since:g} on "
+                            f"(+{s.growth(since):.1f} MiB; limit {max_slope:g} MiB/h)")
         # replicas: autoscaled; haproxy: Serve reloads it (a new process) when replicas change
         if last not in s.points and not s.name.startswith(("ray::ServeReplica", "haproxy")):
             problems.append(f"{s.name} went away before the end of the run")

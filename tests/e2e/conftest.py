@@ -311,15 +311,23 @@ def sharded(service: Service) -> Iterator[Sharded]:
         second.stop()
 
 
+def delete_app(app: str) -> None:
+    """Delete a Serve app without waiting for it to be gone: its replicas drain for ~3 s
+    (Serve's graceful shutdown loop) while the next tests run, instead of before them. A later
+    deploy that needs their CPU shares waits for its own replicas anyway (``deploy``)."""
+    from ray import serve
+
+    serve.delete(app, _blocking=False)
+
+
 def undeploy(s: Settings, app: str) -> None:
     """Delete an app of its own namespace (``BOARD``) and its shard and writer actors: their
     replicas hold CPU shares of the local Ray that later apps need, their loops real CPU."""
     import ray
-    from ray import serve
 
     from leaderboard.actors.router import shard_actor_name
 
-    serve.delete(app)
+    delete_app(app)
     names = [shard_actor_name(s, x) for x in Topology.of(s).all_shards()]
     names += [writer_actor_name(s, i) for i in range(s.writer_pool_size)]
     for name in names:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from leaderboard.serve.config import load
-from tests.e2e.conftest import Service, app_client, deploy, s_db
+from tests.e2e.conftest import Service, app_client, delete_app, deploy, s_db
 
 APP = "autoscale"
 FAST = {"metrics_interval_s": 0.1, "look_back_period_s": 0.2, "upscale_delay_s": 0,
@@ -24,8 +24,6 @@ FAST = {"metrics_interval_s": 0.1, "look_back_period_s": 0.2, "upscale_delay_s":
 
 @pytest.fixture(scope="module")
 def autoscaled(service: Service) -> Iterator[Service]:
-    from ray import serve
-
     from leaderboard.pipeline.db import ensure_database
 
     s = service.settings.model_copy(update={
@@ -37,7 +35,7 @@ def autoscaled(service: Service) -> Iterator[Service]:
     })
     asyncio.run(ensure_database(s))
     yield deploy(s, APP, "/as", Ranker={"autoscaling_config": FAST})
-    serve.delete(APP)
+    delete_app(APP)
 
 
 def running_rankers() -> int:

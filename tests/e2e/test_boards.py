@@ -104,13 +104,11 @@ async def test_delete(client: httpx.AsyncClient, service: Service, redis: aiored
 
 @pytest.fixture(scope="module")
 def two_gateways(service: Service) -> Iterator[Service]:
-    from ray import serve
-
-    from tests.e2e.conftest import deploy
+    from tests.e2e.conftest import delete_app, deploy
 
     yield deploy(service.settings, "boards2", "/b2",
                  Gateway={"num_replicas": 2, "max_replicas_per_node": None})
-    serve.delete("boards2")  # its replicas hold CPU shares later apps need
+    delete_app("boards2")  # its replicas hold CPU shares later apps need
 
 
 async def test_created_on_one_replica_usable_on_every_other(
