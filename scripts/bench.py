@@ -431,10 +431,11 @@ def scale_out(settings: Settings, users: int, d: int, c: int) -> None:
     regions = ",".join(f'"{r}"' for r in settings.region_list)
     with SecondRedis() as second:
         db = f"{settings.database_name()}_scale"  # each board keeps its durable record apart
-        one = settings.model_copy(update={"board": "scale1", "pgdatabase": db})
+        # no read cache: every read goes to a ranking replica and Redis, the parts compared
+        one = settings.model_copy(update={"board": "scale1", "pgdatabase": db,
+                                          "read_cache_size": 0})
         shards = ",".join(f"{r}={second}" for r in settings.region_list if r != "GLOBAL")
-        two = settings.model_copy(update={"board": "scale2", "pgdatabase": db,
-                                          "redis_shards": shards})
+        two = one.model_copy(update={"board": "scale2", "redis_shards": shards})
         asyncio.run(ensure_database(one))
         for s in (one, two):
             asyncio.run(seed_board(s, users))
