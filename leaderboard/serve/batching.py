@@ -3,7 +3,9 @@
 A hop between Ray processes costs about as much as the HTTP ingress itself, so paying it once
 per request caps throughput. A ``MicroBatcher`` sends at once while fewer than ``max_inflight``
 groups are on their way, and otherwise queues; each finished group sends what queued meanwhile
-(up to ``max_size``). At low load nothing waits; under load groups grow by themselves.
+(up to ``max_size``). A group is taken when its send starts, one turn of the event loop after
+the call that started it, so the calls of requests that arrived together travel together. At
+low load nothing waits longer than that turn; under load groups grow by themselves.
 ``max_wait_s`` > 0 additionally holds a group open that long to let it fill.
 """
 
@@ -34,6 +36,7 @@ class MicroBatcher(Generic[T, R]):
         self._max_wait_s = max_wait_s
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._inflight = 0
+        self._starting = 0  # sends started but not yet run: each will take up to max_size
         self._timer: asyncio.TimerHandle | None = None
         self.groups_sent = 0
         self.items_sent = 0
@@ -45,15 +48,16 @@ class MicroBatcher(Generic[T, R]):
         return await future
 
     def _maybe_send(self) -> None:
-        while self._queue and self._inflight < self._max_inflight:
+        while (len(self._queue) > self._starting * self._max_size
+               and self._inflight < self._max_inflight):
             if self._max_wait_s > 0 and len(self._queue) < self._max_size:
                 if self._timer is None:
                     self._timer = asyncio.get_running_loop().call_later(
                         self._max_wait_s, self._timer_fired)
                 return
-            group, self._queue = self._queue[: self._max_size], self._queue[self._max_size :]
             self._inflight += 1
-            asyncio.get_running_loop().create_task(self._run(group))
+            self._starting += 1
+            asyncio.get_running_loop().create_task(self._run())
 
     def _timer_fired(self) -> None:
         self._timer = None
@@ -63,7 +67,12 @@ class MicroBatcher(Generic[T, R]):
         finally:
             self._max_wait_s = wait
 
-    async def _run(self, group: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run(self) -> None:
+        self._starting -= 1
+        group, self._queue = self._queue[: self._max_size], self._queue[self._max_size :]
+        if not group:  # taken by a send that started first
+            self._inflight -= 1
+            return
         self.groups_sent += 1
         self.items_sent += len(group)
         try:

@@ -38,13 +38,24 @@ async def test_calls_queue_while_groups_are_in_flight_then_travel_together() -> 
     rec = Recorder()
     rec.gate.clear()
     batcher = MicroBatcher(rec.send, max_inflight=1, max_size=100)
-    tasks = [asyncio.create_task(batcher.submit(i)) for i in range(10)]
+    tasks = [asyncio.create_task(batcher.submit(0))]
+    await asyncio.sleep(0.01)
+    tasks += [asyncio.create_task(batcher.submit(i)) for i in range(1, 10)]
     await asyncio.sleep(0.01)
     assert rec.groups == [[0]]  # the first went alone; the rest wait for it
     rec.gate.set()
     assert await asyncio.gather(*tasks) == [i * 10 for i in range(10)]
     assert rec.groups == [[0], list(range(1, 10))]
     assert (batcher.groups_sent, batcher.items_sent) == (2, 10)
+
+
+async def test_calls_made_in_the_same_turn_of_the_loop_travel_together() -> None:
+    rec = Recorder()
+    batcher = MicroBatcher(rec.send, max_inflight=2, max_size=100)
+    tasks = [asyncio.create_task(batcher.submit(i)) for i in range(5)]
+    assert await asyncio.gather(*tasks) == [i * 10 for i in range(5)]
+    assert rec.groups == [list(range(5))]  # one group, though a second could have been sent
+    assert (batcher.groups_sent, batcher.items_sent) == (1, 5)
 
 
 async def test_group_size_is_bounded() -> None:
@@ -55,7 +66,7 @@ async def test_group_size_is_bounded() -> None:
     await asyncio.sleep(0.01)
     rec.gate.set()
     await asyncio.gather(*tasks)
-    assert [len(g) for g in rec.groups] == [1, 4, 4, 1]
+    assert [len(g) for g in rec.groups] == [4, 4, 2]
 
 
 async def test_a_failed_group_fails_its_callers_only() -> None:
