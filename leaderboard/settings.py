@@ -224,6 +224,7 @@ class Settings(StoreSettings):
     shard_channel: Literal["direct", "ray"] = Field("direct", alias="SHARD_CHANNEL")
     shard_max_inflight: int = Field(2, ge=1, le=64, alias="SHARD_MAX_INFLIGHT")
     batch_max_wait_ms: float = Field(0.0, ge=0, le=1000, alias="BATCH_MAX_WAIT_MS")
+    gc_freeze: bool = Field(True, alias="GC_FREEZE")  # leaderboard/heap.py
 
     ray_namespace: str = Field("leaderboard", alias="RAY_NAMESPACE")
     local_ray_cpus: int = Field(8, ge=1, alias="LOCAL_RAY_CPUS")

@@ -11,6 +11,7 @@ from functools import partial
 from leaderboard.actors.channel import Address, ChannelServer, channel_token
 from leaderboard.actors.shard import RegionShard, WriteCommand, WriteResult
 from leaderboard.actors.shard_types import Row, commands_of, result_rows
+from leaderboard.heap import freeze_startup_heap
 from leaderboard.keys import DEFAULT_BOARD, Keys
 from leaderboard.pipeline.db import create_pool
 from leaderboard.recovery import BoardGuard
@@ -61,6 +62,7 @@ class RegionShardActor(RegionShard):
         self._guard_task = asyncio.create_task(self._guard_loop())
         self._cache_task = asyncio.create_task(self._cache.run())
         self._report_task = asyncio.create_task(self._report.run())
+        freeze_startup_heap(settings)
 
     async def write_many(self, cmds: list[WriteCommand]) -> list[WriteResult]:
         """As ``RegionShard.write_many``; a board this shard has not heard of yet (created a

@@ -13,6 +13,7 @@ import ray
 from leaderboard.actors.placement import writer_placement_options
 from leaderboard.board_cache import BoardCache
 from leaderboard.fold import GlobalFold
+from leaderboard.heap import freeze_startup_heap
 from leaderboard.keys import Keys
 from leaderboard.metrics.record import GAUGE_PERIOD_S, WriterMetrics
 from leaderboard.pipeline import stream
@@ -46,6 +47,7 @@ class Writer:
         self._metrics = WriterMetrics(settings.board, self._consumer)
         self._tasks = [asyncio.create_task(self._run(url)) for url in urls]
         self._tasks.append(asyncio.create_task(self._report()))
+        freeze_startup_heap(settings)
 
     async def _connect(self, url: str) -> StreamWriter:
         s, topo = self._settings, self._topology

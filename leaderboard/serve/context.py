@@ -23,6 +23,7 @@ from leaderboard.actors.shard_types import (
 )
 from leaderboard.board_cache import BoardCache
 from leaderboard.errors import BadRequest, Forbidden, LeaderboardError, RateLimited, Unavailable
+from leaderboard.heap import freeze_startup_heap
 from leaderboard.keys import Keys
 from leaderboard.metrics.record import GAUGE_PERIOD_S, GatewayMetrics
 from leaderboard.models import Claims
@@ -124,6 +125,7 @@ class Context:
         self.spawn(self._finish_deletions())
         self.spawn(self._report_metrics())
         self.reads.start()
+        freeze_startup_heap(self.settings)
 
     async def purge(self, board_id: str, generation: str) -> None:
         """Remove a deleted board's keys and rows once no event of it can still arrive."""

@@ -16,6 +16,7 @@ from pydantic_core import to_json
 from leaderboard.board_cache import BoardCache
 from leaderboard.boards import Board
 from leaderboard.errors import LeaderboardError, NotFound
+from leaderboard.heap import freeze_startup_heap
 from leaderboard.keys import Keys
 from leaderboard.redis_client import REDIS_DOWN, RedisClock, connect
 from leaderboard.serve.board_reads import BoardReads, SeasonGone
@@ -71,6 +72,7 @@ class Ranker(BoardReads):
         self._boards = BoardCache(Postgres(settings, max_size=1), self._redis, self._keys)
         self._boards_task: asyncio.Task[None] | None = None
         self.clock = RedisClock()  # for choosing the live season's candidates
+        freeze_startup_heap(settings)
 
     async def read_many(self, requests: list[ReadRequest]) -> list[Answer]:
         """Answer a group of reads as JSON bodies (None: the user is not on the board; a
