@@ -205,11 +205,19 @@ def result_of(key: str, name: str, run: Run, errors: int | None = None) -> Resul
                   run.errors if errors is None else errors, run.max_ms, run.slowest)
 
 
+def middle(values: list[float]) -> float:
+    """The median (of an even count, the upper of the two middle values)."""
+    return sorted(values)[len(values) // 2]
+
+
+def median_suffix(n: int) -> str:
+    return f" (median of {n})" if n > 1 else ""
+
+
 def median_of(key: str, name: str, runs: list[Run]) -> Result:
-    ranked = sorted(runs, key=lambda r: r.rps)
-    suffix = f" (median of {len(runs)})" if len(runs) > 1 else ""
+    suffix = median_suffix(len(runs))
     worst = min(runs, key=lambda r: r.slowest)  # a stall in any run is reported, not hidden
-    median = ranked[len(ranked) // 2]
+    median = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
     run = Run(median.rps, median.p50_ms, median.p99_ms, 0, max(r.max_ms for r in runs),
               worst.slowest)
     return record(result_of(key, name + suffix, run, sum(r.errors for r in runs)))
@@ -518,14 +526,13 @@ def drain_writer_pool(settings: Settings, writers: list[Any], events: int, users
     for _ in range(rounds):
         pool.append(drain_once(settings, writers, events, users))
         bare.append(asyncio.run(bare_upsert(settings, events, users, len(writers))))
-    suffix = f" (median of {rounds})" if rounds > 1 else ""
+    suffix = median_suffix(rounds)
     queued = pool[0][0]
     record(Result("pool", f"writer pool ({len(writers)} writer actors, batch "
                   f"{settings.writer_batch_size}) draining {queued:,} events of {users:,} "
-                  f"users{suffix}", sorted(r for _, r in pool)[rounds // 2], "events/s"))
+                  f"users{suffix}", middle([rate for _, rate in pool]), "events/s"))
     record(Result("bare", f"bare `unnest` upsert of the same events ({len(writers)} connections, "
-                  f"batch {settings.writer_batch_size}){suffix}", sorted(bare)[rounds // 2],
-                  "events/s"))
+                  f"batch {settings.writer_batch_size}){suffix}", middle(bare), "events/s"))
 
 
 def drain_once(settings: Settings, writers: list[Any], events: int,
@@ -615,11 +622,10 @@ async def board_size(settings: Settings, users: int, calls: int) -> None:
                     await call()
                     block.append((time.perf_counter() - t) * 1000)
                 blocks.append(sorted(block))
-            every = sorted(x for block in blocks for x in block)
-            p99s = sorted(block[int(calls * 0.99)] for block in blocks)
             record(Result(f"{key}@{users}", f"{what} at {users:,} users ({BLOCKS} x {calls} "
                           "calls, one at a time; p99: median of the blocks)", BLOCKS * calls,
-                          "calls", every[len(every) // 2], p99s[BLOCKS // 2]))
+                          "calls", middle([x for block in blocks for x in block]),
+                          middle([block[int(calls * 0.99)] for block in blocks])))
 
         record(Result(f"mem@{users}", f"Redis memory per user at {users:,} users (rebuilt at "
                       f"{applied / seconds:,.0f} users/s)", per_user, "bytes"))

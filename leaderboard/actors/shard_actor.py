@@ -28,7 +28,6 @@ def node_address() -> str:
     return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
 
 
-
 class RegionShardActor(RegionShard):
     """The shard as a Ray actor: also guards its instance against Redis losing its data and
     ends seasons (``leaderboard.rollover``), every ``GUARD_INTERVAL_S``."""
@@ -81,7 +80,7 @@ class RegionShardActor(RegionShard):
 
     async def write_rows(self, rows: list[Row]) -> list[Row]:
         """``write_many`` with commands and results as plain tuples (``shard_types``): what
-        the gateways call, since a tuple crosses the Ray boundary far cheaper."""
+        the gateways call, over the direct channel or Ray (tuples pickle far cheaper)."""
         return result_rows(await self.write_many(commands_of(rows)))
 
     async def channel_address(self) -> Address:
